@@ -1,0 +1,86 @@
+"""Composition: build the Flask app from settings, extensions and blueprints."""
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from pathlib import Path
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from . import config as config_module
+from .config import Settings
+from .extensions import db, migrate, queue, redis_store
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or config_module.load()
+    app = Flask(__name__, instance_path=str(ROOT / "var"), static_folder=None)
+    logging.basicConfig(level=settings["app"]["log_level"],
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    https = settings["app"]["base_url"].startswith("https://")
+    app.config.update(
+        SETTINGS=settings,
+        SECRET_KEY=settings["app"]["secret_key"],
+        SQLALCHEMY_DATABASE_URI=settings["app"]["database_url"],
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SECURE=https,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_NAME="fx_session",
+        PERMANENT_SESSION_LIFETIME=timedelta(days=30),
+        PREFERRED_URL_SCHEME="https" if https else "http",
+        MAX_CONTENT_LENGTH=2 * 1024 * 1024,
+        JSON_AS_ASCII=False,
+    )
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)
+    register_extensions(app)
+    register_blueprints(app, settings)
+    from . import errors
+    errors.register(app)
+    from . import cli
+    cli.register(app)
+    return app
+
+
+def register_extensions(app: Flask) -> None:
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True,
+                     compare_type=True, render_item=_render_item)
+    redis_store.init_app(app)
+    queue.init_app(app)
+    import models  # noqa: F401  (tables known to Alembic and the session)
+
+
+def _render_item(kind, obj, autogen_context):
+    """Migrations spell our column types in plain SQLAlchemy, so they never
+    import application code."""
+    from models.base import UTCDateTime
+
+    if kind == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
+
+
+def register_blueprints(app: Flask, settings: Settings) -> None:
+    from h5 import bp as h5_bp
+    from wxbot.webhook import bp as wx_bp
+
+    from .health import bp as health_bp
+
+    app.register_blueprint(health_bp)
+
+    @app.get("/")
+    def root():
+        from flask import redirect, url_for
+
+        return redirect(url_for("sandbox.home" if settings["wechat"]["sandbox"] else "h5.index"))
+
+    app.register_blueprint(wx_bp)
+    app.register_blueprint(h5_bp)
+    if settings["wechat"]["sandbox"]:
+        from sandbox import register as register_sandbox
+
+        register_sandbox(app)

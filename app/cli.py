@@ -1,0 +1,51 @@
+"""Command-line entry points: ``flask --app wsgi <command>``."""
+from __future__ import annotations
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup, with_appcontext
+
+from app.extensions import queue, redis_store
+
+menu_cli = AppGroup("menu", help="The official account's custom menu.")
+
+
+@menu_cli.command("push")
+def menu_push() -> None:
+    """Publish wxbot/menu.json to WeChat (menu/create)."""
+    from wechatpy.exceptions import WeChatClientException
+
+    from wxbot.client import wechat_client
+    from wxbot.commands import COMMANDS
+    from wxbot.menu import load_menu, problems
+
+    menu = load_menu()
+    found = problems(menu, set(COMMANDS))
+    if found:
+        raise click.ClickException("菜单定义有误：\n" + "\n".join(found))
+    try:
+        wechat_client().menu.create(menu)
+    except WeChatClientException as exc:
+        raise click.ClickException(f"WeChat refused the menu: {exc.errcode} {exc.errmsg}") from None
+    click.echo(f"menu published to {current_app.config['SETTINGS']['wechat']['api_base']}")
+
+
+@click.command("worker")
+@click.option("--burst", is_flag=True, help="Run the queued jobs, then exit.")
+@with_appcontext
+def worker(burst: bool) -> None:
+    """Run an RQ worker for the background jobs (with the retry scheduler)."""
+    from rq import Worker
+
+    settings = current_app.config["SETTINGS"]
+    if settings.uses_redis_fallback:
+        raise click.ClickException(
+            "[app] redis_url is empty: jobs run inline in the web process; a worker needs Redis."
+        )
+    w = Worker([queue.queue], connection=redis_store.conn)
+    w.work(burst=burst, with_scheduler=True)
+
+
+def register(app: Flask) -> None:
+    app.cli.add_command(menu_cli)
+    app.cli.add_command(worker)

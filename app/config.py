@@ -1,0 +1,261 @@
+"""Configuration: one TOML file, then the environment, validated at start-up.
+
+Where the file comes from: ``FENXIAO_CONFIG``, else ``config.toml`` in the
+working directory, else the built-in try-out defaults (SQLite, in-process
+Redis stand-in, sandbox platform on). Any key can be overridden from the
+environment as ``FENXIAO_<SECTION>_<KEY>`` (``FENXIAO_WECHAT_SECRET``), which
+is how secrets are meant to arrive in production.
+
+The result is an immutable, validated ``Settings`` object; a bad or missing
+required key raises ``ConfigError`` naming the key, before anything starts.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import os
+import secrets
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Callable, Mapping
+from urllib.parse import urlsplit
+
+log = logging.getLogger(__name__)
+
+
+class ConfigError(Exception):
+    """Start-up must stop: the message names the offending key."""
+
+
+REQUIRED = object()
+
+
+@dataclass(frozen=True)
+class Key:
+    default: Any
+    kind: type
+    check: Callable[[Any], str | None] | None = None
+    secret: bool = False
+
+
+def _url(value: str) -> str | None:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return "must be an http(s) URL"
+    return None
+
+
+def _db_url(value: str) -> str | None:
+    if not value.startswith(("sqlite:", "postgresql")):
+        return "must be a sqlite:// or postgresql:// SQLAlchemy URL"
+    return None
+
+
+def _redis_url(value: str) -> str | None:
+    if value and not value.startswith(("redis://", "rediss://", "unix://")):
+        return "must be empty (in-process fallback) or a redis:// URL"
+    return None
+
+
+def _aes_key(value: str) -> str | None:
+    if not value:
+        return None
+    try:
+        raw = base64.b64decode(value + "=", validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(value) != 43 or len(raw) != 32:
+        return "must be the 43-character EncodingAESKey from the WeChat console, or empty for plaintext mode"
+    return None
+
+
+def _one_of(*allowed: str) -> Callable[[Any], str | None]:
+    return lambda v: None if v in allowed else f"must be one of {', '.join(allowed)}"
+
+
+def _range(lo: int, hi: int) -> Callable[[Any], str | None]:
+    return lambda v: None if lo <= v <= hi else f"must be between {lo} and {hi}"
+
+
+def _nonempty(v: str) -> str | None:
+    return None if v.strip() else "must not be empty"
+
+
+SCHEMA: dict[str, dict[str, Key]] = {
+    "app": {
+        "secret_key": Key(REQUIRED, str, lambda v: None if len(v) >= 16 else "must be at least 16 characters", secret=True),
+        "base_url": Key(REQUIRED, str, _url),
+        "database_url": Key(REQUIRED, str, _db_url, secret=True),
+        "redis_url": Key("", str, _redis_url, secret=True),
+        "log_level": Key("INFO", str, _one_of("DEBUG", "INFO", "WARNING", "ERROR")),
+    },
+    "wechat": {
+        "appid": Key(REQUIRED, str, _nonempty),
+        "secret": Key(REQUIRED, str, _nonempty, secret=True),
+        "token": Key(REQUIRED, str, lambda v: None if 3 <= len(v) <= 32 and v.isalnum() else "must be 3-32 letters or digits", secret=True),
+        "encoding_aes_key": Key("", str, _aes_key, secret=True),
+        "api_base": Key("", str, lambda v: _url(v) if v else None),
+        "open_base": Key("", str, lambda v: _url(v) if v else None),
+        "sandbox": Key(False, bool),
+        "replay_window_seconds": Key(300, int, _range(30, 86400)),
+        "max_body_bytes": Key(65536, int, _range(1024, 1048576)),
+    },
+    "distribution": {
+        "review": Key("manual", str, _one_of("auto", "manual", "threshold")),
+        "level1_rate_bp": Key(1000, int, _range(0, 10000)),
+        "level2_rate_bp": Key(500, int, _range(0, 10000)),
+    },
+    "queue": {
+        "name": Key("fenxiao", str, _nonempty),
+        "max_retries": Key(5, int, _range(0, 20)),
+    },
+}
+
+REAL_API_BASE = "https://api.weixin.qq.com"
+REAL_OPEN_BASE = "https://open.weixin.qq.com"
+
+
+class Settings(Mapping[str, Mapping[str, Any]]):
+    """Read-only view of the validated configuration: ``settings['wechat']['appid']``."""
+
+    def __init__(self, data: dict[str, dict[str, Any]], source: str) -> None:
+        self._data = MappingProxyType({s: MappingProxyType(v) for s, v in data.items()})
+        self.source = source
+
+    def __getitem__(self, section: str) -> Mapping[str, Any]:
+        return self._data[section]
+
+    def __iter__(self):
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    @property
+    def tryout(self) -> bool:
+        return self.source == "try-out defaults"
+
+    @property
+    def uses_redis_fallback(self) -> bool:
+        return not self["app"]["redis_url"]
+
+
+def _coerce(section: str, name: str, key: Key, value: Any) -> Any:
+    where = f"[{section}] {name}"
+    if isinstance(value, str) and key.kind is not str:
+        # Values from the environment are strings.
+        if key.kind is bool and value.lower() in ("true", "1", "yes", "false", "0", "no"):
+            return value.lower() in ("true", "1", "yes")
+        if key.kind is int:
+            try:
+                return int(value)
+            except ValueError:
+                raise ConfigError(f"{where}: expected an integer, got {value!r}") from None
+    if key.kind is int and isinstance(value, bool) or not isinstance(value, key.kind):
+        raise ConfigError(f"{where}: expected {key.kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def build(raw: Mapping[str, Any], environ: Mapping[str, str], source: str) -> Settings:
+    """Merge file values, environment overrides and defaults; validate all of it."""
+    for section, values in raw.items():
+        if section not in SCHEMA:
+            log.warning("config: unknown section [%s] ignored", section)
+            continue
+        if not isinstance(values, dict):
+            raise ConfigError(f"[{section}]: must be a table")
+        for name in values:
+            if name not in SCHEMA[section]:
+                log.warning("config: unknown key [%s] %s ignored", section, name)
+
+    data: dict[str, dict[str, Any]] = {}
+    for section, keys in SCHEMA.items():
+        given = raw.get(section, {}) if isinstance(raw.get(section, {}), dict) else {}
+        data[section] = {}
+        for name, key in keys.items():
+            env_name = f"FENXIAO_{section}_{name}".upper()
+            if env_name in environ:
+                value = environ[env_name]
+            elif name in given:
+                value = given[name]
+            elif key.default is REQUIRED:
+                raise ConfigError(f"[{section}] {name} is required (in the config file or {env_name})")
+            else:
+                value = key.default
+            value = _coerce(section, name, key, value)
+            problem = key.check(value) if key.check else None
+            if problem:
+                raise ConfigError(f"[{section}] {name} {problem}")
+            data[section][name] = value
+
+    wechat, app = data["wechat"], data["app"]
+    base = app["base_url"].rstrip("/")
+    app["base_url"] = base
+    # With the sandbox on and no address given, WeChat is our own sandbox platform.
+    if not wechat["api_base"]:
+        wechat["api_base"] = f"{base}/sandbox/api" if wechat["sandbox"] else REAL_API_BASE
+    if not wechat["open_base"]:
+        wechat["open_base"] = f"{base}/sandbox/open" if wechat["sandbox"] else REAL_OPEN_BASE
+    wechat["api_base"] = wechat["api_base"].rstrip("/")
+    wechat["open_base"] = wechat["open_base"].rstrip("/")
+    if not wechat["sandbox"] and "/sandbox/" in wechat["api_base"] + "/":
+        raise ConfigError("[wechat] api_base points at the sandbox platform but [wechat] sandbox is false")
+    return Settings(data, source)
+
+
+def tryout_defaults(instance_dir: Path) -> dict[str, Any]:
+    """Try-out mode: everything embedded. Secrets are random per installation,
+    kept in the instance folder so restarts keep sessions and tokens valid."""
+    instance_dir.mkdir(parents=True, exist_ok=True)
+    secrets_file = instance_dir / "tryout-secrets.json"
+    if secrets_file.exists():
+        made = json.loads(secrets_file.read_text())
+    else:
+        made = {
+            "secret_key": secrets.token_urlsafe(32),
+            "wechat_secret": secrets.token_hex(16),
+            "token": secrets.token_hex(8),
+            "encoding_aes_key": base64.b64encode(secrets.token_bytes(32)).decode()[:43],
+        }
+        secrets_file.write_text(json.dumps(made))
+        secrets_file.chmod(0o600)
+    return {
+        "app": {
+            "secret_key": made["secret_key"],
+            "base_url": "http://127.0.0.1:5000",
+            "database_url": f"sqlite:///{(instance_dir / 'fenxiao.sqlite').resolve()}",
+            "redis_url": "",
+        },
+        "wechat": {
+            "appid": "wx5andb0xf3nx1a0",
+            "secret": made["wechat_secret"],
+            "token": made["token"],
+            "encoding_aes_key": made["encoding_aes_key"],
+            "sandbox": True,
+        },
+        "distribution": {"review": "auto"},
+    }
+
+
+def load(environ: Mapping[str, str] | None = None, instance_dir: Path | None = None) -> Settings:
+    environ = os.environ if environ is None else environ
+    default_instance = Path(__file__).resolve().parent.parent / "var"
+    instance_dir = instance_dir or Path(environ.get("FENXIAO_INSTANCE", default_instance))
+    path = environ.get("FENXIAO_CONFIG")
+    if path:
+        if not Path(path).is_file():
+            raise ConfigError(f"FENXIAO_CONFIG points at {path}, which is not a file")
+    elif Path("config.toml").is_file():
+        path = "config.toml"
+    if not path:
+        return build(tryout_defaults(instance_dir), environ, "try-out defaults")
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return build(raw, environ, path)

@@ -1,0 +1,45 @@
+"""One error page: domain errors and HTTP errors rendered for who asked
+(HTML for pages, JSON for AJAX, plain text for WeChat), rollback on 500."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+
+from handlers import outbox
+from handlers.errors import DomainError
+
+log = logging.getLogger(__name__)
+
+
+def _wants_json() -> bool:
+    return request.accept_mimetypes.best == "application/json" or request.path.startswith(
+        ("/sandbox/api/", "/pay/")
+    )
+
+
+def _render(status: int, message: str):
+    if request.path.startswith("/wx"):
+        return message, status, {"Content-Type": "text/plain; charset=utf-8"}
+    if _wants_json():
+        return jsonify(error=message), status
+    return render_template("error.html", status=status, message=message), status
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(DomainError)
+    def domain_error(exc: DomainError):
+        outbox.rollback()
+        return _render(exc.status, exc.message)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        messages = {404: "页面不存在", 405: "不支持的请求方式", 413: "提交的内容太大", 400: "请求有误"}
+        return _render(exc.code or 400, messages.get(exc.code, exc.description or "请求有误"))
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        outbox.rollback()
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return _render(500, "服务器开小差了，请稍后再试")

@@ -1,0 +1,89 @@
+"""Extension objects, created without an app and bound in ``create_app``."""
+from __future__ import annotations
+
+import fakeredis
+import redis
+from flask import Flask, current_app
+from flask_migrate import Migrate
+from flask_sqlalchemy import SQLAlchemy
+from rq import Queue, Retry
+import sqlite3
+
+from sqlalchemy import MetaData, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase
+
+# Stable constraint names, so Alembic migrations read the same on SQLite and PostgreSQL.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+db = SQLAlchemy(model_class=Base)
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    # WAL lets the try-out's threads read while one writes; wait for locks
+    # instead of failing at once.
+    if isinstance(dbapi_conn, sqlite3.Connection):
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA busy_timeout=10000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+migrate = Migrate()
+
+
+class RedisHolder:
+    """The app's Redis connection: the real server, or an in-process stand-in
+    (fakeredis) when ``[app] redis_url`` is empty. The stand-in is shared by
+    the threads of one process only, which is all the try-out needs."""
+
+    def init_app(self, app: Flask) -> None:
+        url = app.config["SETTINGS"]["app"]["redis_url"]
+        if url:
+            conn = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+        else:
+            conn = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+        app.extensions["fenxiao.redis"] = conn
+
+    @property
+    def conn(self) -> redis.Redis:
+        return current_app.extensions["fenxiao.redis"]
+
+
+redis_store = RedisHolder()
+
+
+class QueueHolder:
+    """RQ on the same Redis. With the in-process fallback jobs run inline."""
+
+    def init_app(self, app: Flask) -> None:
+        settings = app.config["SETTINGS"]
+        conn = app.extensions["fenxiao.redis"]
+        app.extensions["fenxiao.queue"] = Queue(
+            settings["queue"]["name"], connection=conn, is_async=not settings.uses_redis_fallback
+        )
+
+    @property
+    def queue(self) -> Queue:
+        return current_app.extensions["fenxiao.queue"]
+
+    def retry(self) -> Retry | None:
+        retries = current_app.config["SETTINGS"]["queue"]["max_retries"]
+        if not retries:
+            return None
+        intervals = [10, 60, 300, 900, 3600]
+        return Retry(max=retries, interval=intervals[:retries] + [3600] * max(0, retries - 5))
+
+
+queue = QueueHolder()

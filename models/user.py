@@ -1,0 +1,62 @@
+"""A person who has reached the official account, by any door."""
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .base import Base, UTCDateTime, utcnow
+
+
+class Subscription(str, enum.Enum):
+    NEVER = "never"  # reached us by OAuth or a shared link, never followed
+    SUBSCRIBED = "subscribed"
+    UNSUBSCRIBED = "unsubscribed"
+
+
+class FirstContact(str, enum.Enum):
+    SUBSCRIBE = "subscribe"
+    SCAN = "scan"
+    MESSAGE = "message"
+    OAUTH = "oauth"
+
+
+def _check_in(column: str, enum_cls: type[enum.Enum]) -> str:
+    return f"{column} IN ({', '.join(repr(e.value) for e in enum_cls)})"
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (
+        CheckConstraint(_check_in("subscription", Subscription), name="subscription"),
+        CheckConstraint(_check_in("first_contact", FirstContact), name="first_contact"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    openid: Mapped[str] = mapped_column(String(64), unique=True)
+    unionid: Mapped[str | None] = mapped_column(String(64))
+    # WeChat stopped giving these to most accounts (user/info, 2021-12-27);
+    # only an snsapi_userinfo grant fills them, so both may stay empty.
+    nickname: Mapped[str | None] = mapped_column(String(64))
+    avatar_url: Mapped[str | None] = mapped_column(String(512))
+    subscription: Mapped[str] = mapped_column(String(16), default=Subscription.NEVER.value)
+    first_contact: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    subscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The customer-service message window is 48 h after the user's last message.
+    last_interaction_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    profile_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    @property
+    def display_name(self) -> str:
+        return self.nickname or f"微信用户{self.openid[-4:]}"
+
+    @property
+    def is_subscribed(self) -> bool:
+        return self.subscription == Subscription.SUBSCRIBED.value
+
+    def __repr__(self) -> str:
+        return f"<User {self.id} {self.openid}>"

@@ -1,0 +1,19 @@
+"""The sandbox WeChat platform, on only when ``[wechat] sandbox = true``.
+
+It stands in for api.weixin.qq.com (``/sandbox/api``) and
+open.weixin.qq.com (``/sandbox/open``) over real HTTP, with their request and
+response formats and error codes, and hosts the phone simulator
+(``/sandbox/``) through which a person without WeChat walks every flow.
+The product talks to it exactly as to WeChat: nothing in wxbot/ or h5/ knows.
+"""
+from flask import Flask
+
+
+def register(app: Flask) -> None:
+    from .api import bp as api_bp
+    from .open import bp as open_bp
+    from .simulator import bp as simulator_bp
+
+    app.register_blueprint(api_bp)
+    app.register_blueprint(open_bp)
+    app.register_blueprint(simulator_bp)

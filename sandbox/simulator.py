@@ -1,0 +1,268 @@
+"""The phone simulator at ``/sandbox/``: be a WeChat user without WeChat.
+
+Every action goes to the product through the real ``/wx`` webhook, signed
+(and in safe mode encrypted) as WeChat does, over HTTP; replies and pushed
+messages show as a chat. Links open the H5 pages as the simulated user.
+"""
+from __future__ import annotations
+
+import html
+import logging
+import re
+from urllib.parse import urlsplit
+
+import requests
+from flask import (Blueprint, Response, abort, current_app, flash, redirect, render_template, request,
+                   session, url_for)
+from sqlalchemy import select
+
+from handlers.clock import now
+from models import SandboxMenu, SandboxMessage, SandboxQRCode, SandboxUser, db
+
+from . import api, state
+from .people import COOKIE, create_user, simulator_user
+from .push import WeChatServer
+
+log = logging.getLogger(__name__)
+bp = Blueprint("sandbox", __name__, url_prefix="/sandbox", template_folder="templates",
+               static_folder="static")
+LINK = re.compile(r'&lt;a href=(?:&quot;|&#x27;)(https?://[^"\'<>\s]+?)(?:&quot;|&#x27;)&gt;(.*?)&lt;/a&gt;', re.S)
+
+
+@bp.context_processor
+def menu_from_repo():
+    from wxbot.menu import load_menu
+
+    return {"default_menu": load_menu}
+
+
+def server() -> WeChatServer:
+    settings = current_app.config["SETTINGS"]
+    wechat = settings["wechat"]
+    return WeChatServer(webhook_url=f"{settings['app']['base_url']}/wx", token=wechat["token"],
+                        appid=wechat["appid"], encoding_aes_key=wechat["encoding_aes_key"])
+
+
+def _record(openid: str, direction: str, msg_type: str, body: dict) -> None:
+    db.session.add(SandboxMessage(openid=openid, direction=direction, msg_type=msg_type, body=body))
+
+
+def _deliver(user: SandboxUser, fields: dict, shown: dict) -> None:
+    """Show what the user did, push it to /wx, show the passive reply."""
+    _record(user.openid, "user", shown.pop("type", "text"), shown)
+    db.session.commit()  # the webhook runs in another request; don't hold SQLite's lock
+    try:
+        delivery = server().push(fields)
+    except (requests.RequestException, ValueError) as exc:
+        log.warning("simulator push failed: %s", exc)
+        _record(user.openid, "system", "text", {"content": f"推送失败：{exc}"})
+        db.session.commit()
+        return
+    if delivery.status != 200:
+        _record(user.openid, "system", "text",
+                {"content": f"公众号返回 HTTP {delivery.status}：{delivery.body[:200].decode(errors='replace')}"})
+    elif delivery.reply:
+        reply = delivery.reply
+        kind = str(reply.get("MsgType", "text"))
+        if kind == "text":
+            body = {"content": reply.get("Content", "")}
+        elif kind == "image":
+            body = {"media_id": (reply.get("Image") or [{}])[0].get("MediaId", "")}
+        elif kind == "news":
+            body = {"articles": reply.get("Articles", [])}
+        else:
+            body = {"raw": {k: str(v) for k, v in reply.items()}}
+        _record(user.openid, "reply", kind, body)
+    db.session.commit()
+
+
+def _need_user() -> SandboxUser:
+    user = simulator_user()
+    if user is None:
+        abort(redirect(url_for("sandbox.home")))
+    return user
+
+
+def _back() -> Response:
+    return redirect(url_for("sandbox.home") + "#end")
+
+
+def render_text(content: str) -> str:
+    """WeChat text: plain text whose <a href> tags are links. Links into the
+    product open as the simulated user."""
+    escaped = html.escape(content)
+
+    def link(m: re.Match) -> str:
+        url = html.unescape(m.group(1))
+        return f'<a href="{html.escape(open_as_url(url))}">{m.group(2)}</a>'
+
+    return LINK.sub(link, escaped).replace("\n", "<br>")
+
+
+def open_as_url(url: str) -> str:
+    base = current_app.config["SETTINGS"]["app"]["base_url"]
+    if urlsplit(url).netloc == urlsplit(base).netloc:
+        return url_for("sandbox.open_as", url=url)
+    return url
+
+
+@bp.get("/")
+def home():
+    user = simulator_user()
+    people = db.session.scalars(select(SandboxUser).order_by(SandboxUser.id.desc()).limit(50)).all()
+    if user is None:
+        return render_template("sandbox/pick.html", people=people)
+    messages = db.session.scalars(select(SandboxMessage).where(SandboxMessage.openid == user.openid)
+                                  .order_by(SandboxMessage.id.desc()).limit(100)).all()[::-1]
+    menu = db.session.scalars(select(SandboxMenu).where(SandboxMenu.appid == state.account()["appid"])).first()
+    codes = db.session.scalars(select(SandboxQRCode).order_by(SandboxQRCode.id.desc()).limit(20)).all()
+    return render_template("sandbox/phone.html", user=user, people=people, messages=messages,
+                           menu=menu.definition if menu else None, codes=codes,
+                           render_text=render_text, open_as_url=open_as_url,
+                           safe_mode=server().safe_mode)
+
+
+@bp.post("/users")
+def new_user():
+    user = create_user(request.form.get("nickname", ""))
+    db.session.commit()
+    response = _back()
+    response.set_cookie(COOKIE, user.openid, httponly=True, samesite="Lax", max_age=30 * 86400)
+    return response
+
+
+@bp.post("/switch")
+def switch():
+    openid = request.form.get("openid", "")
+    response = redirect(url_for("sandbox.home"))
+    if openid and api.find_user(openid):
+        response.set_cookie(COOKIE, openid, httponly=True, samesite="Lax", max_age=30 * 86400)
+    else:
+        response.delete_cookie(COOKIE)
+    return response
+
+
+def _scene_of(form) -> str | None:
+    ticket = form.get("ticket", "")
+    if ticket:
+        code = db.session.scalars(select(SandboxQRCode).where(SandboxQRCode.ticket == ticket)).one_or_none()
+        if code is None or (code.expires_at and code.expires_at < now()):
+            flash("二维码已过期或无效")
+            return None
+        return code.scene
+    scene = " ".join(form.get("scene", "").split())
+    if not 1 <= len(scene) <= 64:
+        flash("场景值需 1-64 个字符")
+        return None
+    return scene
+
+
+@bp.post("/follow")
+def follow():
+    user = _need_user()
+    if user.subscribed:
+        flash("已经关注了")
+        return _back()
+    _subscribe(user, None)
+    return _back()
+
+
+def _subscribe(user: SandboxUser, scene: str | None) -> None:
+    user.subscribed, user.subscribe_time, user.last_message_at = True, now(), now()
+    user.subscribe_scene = "ADD_SCENE_QR_CODE" if scene else "ADD_SCENE_SEARCH"
+    user.qr_scene_str = scene or ""
+    shown = {"type": "event", "content": f"扫码关注（场景 {scene}）" if scene else "关注了公众号"}
+    _deliver(user, server().subscribe(user.openid, scene), shown)
+
+
+@bp.post("/scan")
+def scan():
+    user = _need_user()
+    scene = _scene_of(request.form)
+    if scene is None:
+        return _back()
+    if not user.subscribed:
+        _subscribe(user, scene)
+    else:
+        user.last_message_at = now()
+        _deliver(user, server().scan(user.openid, scene), {"type": "event", "content": f"扫描了二维码（场景 {scene}）"})
+    return _back()
+
+
+@bp.post("/unfollow")
+def unfollow():
+    user = _need_user()
+    if not user.subscribed:
+        flash("还没有关注")
+        return _back()
+    user.subscribed = False
+    _deliver(user, server().event(user.openid, "unsubscribe", ""), {"type": "event", "content": "取消关注"})
+    return _back()
+
+
+@bp.post("/click")
+def click():
+    user = _need_user()
+    key, name = request.form.get("key", ""), request.form.get("name", "")
+    if not user.subscribed:
+        flash("关注公众号后才能使用菜单")
+        return _back()
+    user.last_message_at = now()
+    _deliver(user, server().click(user.openid, key), {"type": "event", "content": f"点击菜单「{name or key}」"})
+    return _back()
+
+
+@bp.post("/view")
+def view():
+    user = _need_user()
+    url = request.form.get("url", "")
+    if user.subscribed and url.startswith(("http://", "https://")):
+        _deliver(user, server().event(user.openid, "VIEW", url), {"type": "event", "content": f"打开菜单链接 {url}"})
+        return redirect(open_as_url(url))
+    return _back()
+
+
+@bp.post("/text")
+def text():
+    user = _need_user()
+    content = request.form.get("content", "").strip()
+    if not content:
+        return _back()
+    if not user.subscribed:
+        flash("关注公众号后才能发消息")
+        return _back()
+    user.last_message_at = now()
+    _deliver(user, server().text(user.openid, content[:2000]), {"content": content[:2000]})
+    return _back()
+
+
+@bp.get("/open")
+def open_as():
+    """Open a product page as the simulated user: forget the browser's H5
+    session, and let the OAuth page know who is asking."""
+    url = request.args.get("url", "")
+    base = current_app.config["SETTINGS"]["app"]["base_url"]
+    if urlsplit(url).netloc != urlsplit(base).netloc:
+        abort(400)
+    user = simulator_user()
+    session.clear()
+    if user:
+        session["sandbox_as"] = user.openid
+    return redirect(url)
+
+
+@bp.get("/media/<media_id>")
+def media(media_id: str):
+    return api.media_content(media_id)
+
+
+@bp.get("/avatar/<openid>.svg")
+def avatar(openid: str):
+    user = api.find_user(openid)
+    letter = html.escape((user.nickname if user else "?")[:1])
+    hue = sum(openid.encode()) % 360
+    svg = (f'<svg xmlns="http://www.w3.org/2000/svg" width="132" height="132" viewBox="0 0 132 132">'
+           f'<rect width="132" height="132" fill="hsl({hue},55%,52%)"/>'
+           f'<text x="66" y="86" font-size="64" text-anchor="middle" fill="#fff" '
+           f'font-family="sans-serif">{letter}</text></svg>')
+    return Response(svg, mimetype="image/svg+xml")

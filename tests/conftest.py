@@ -1,0 +1,159 @@
+"""Fixtures. The suite runs against PostgreSQL and Redis when
+FENXIAO_TEST_DATABASE_URL / FENXIAO_TEST_REDIS_URL are set (CI), else against
+a SQLite file and the in-process Redis stand-in. The product under test is
+served over real HTTP on a free port, because the sandbox WeChat platform it
+talks to is part of it."""
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from werkzeug.serving import make_server
+
+from app import create_app
+from app.config import build
+from app.extensions import db, queue, redis_store
+from sandbox.push import WeChatServer
+
+DB_URL = os.environ.get("FENXIAO_TEST_DATABASE_URL", "")
+REDIS_URL = os.environ.get("FENXIAO_TEST_REDIS_URL", "")
+APPID = "wxtest0123456789"
+
+
+def pytest_report_header(config):
+    return [
+        f"fenxiao database: {DB_URL or 'SQLite file (set FENXIAO_TEST_DATABASE_URL for PostgreSQL)'}",
+        f"fenxiao redis: {REDIS_URL or 'in-process fallback (set FENXIAO_TEST_REDIS_URL for Redis)'}",
+    ]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_raw_config(base_url: str, database_url: str, **overrides) -> dict:
+    raw = {
+        "app": {"secret_key": secrets.token_urlsafe(24), "base_url": base_url,
+                "database_url": database_url, "redis_url": REDIS_URL},
+        "wechat": {"appid": APPID, "secret": secrets.token_hex(16), "token": "fenxiaotesttoken",
+                   "encoding_aes_key": base64.b64encode(secrets.token_bytes(32)).decode()[:43],
+                   "sandbox": True},
+        "queue": {"max_retries": 2},
+    }
+    for section, values in overrides.items():
+        raw.setdefault(section, {}).update(values)
+    return raw
+
+
+@pytest.fixture(scope="session")
+def live(tmp_path_factory):
+    """The product, migrated and listening on 127.0.0.1:<port>."""
+    port = free_port()
+    database_url = DB_URL or f"sqlite:///{tmp_path_factory.mktemp('db') / 'fenxiao.sqlite'}"
+    settings = build(make_raw_config(f"http://127.0.0.1:{port}", database_url), {}, "tests")
+    app = create_app(settings)
+    with app.app_context():
+        from flask_migrate import upgrade
+
+        if DB_URL:  # the machine's shared database: start from nothing
+            db.reflect()
+            db.drop_all()
+            db.session.execute(text("DROP TABLE IF EXISTS alembic_version"))
+            db.session.commit()
+        upgrade()
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield app
+    server.shutdown()
+
+
+@pytest.fixture
+def app(live):
+    """A clean product for each test: empty tables, empty Redis."""
+    with live.app_context():
+        redis_store.conn.flushdb()
+        for table in reversed(db.metadata.sorted_tables):
+            db.session.execute(table.delete())
+        db.session.commit()
+        yield live
+        db.session.rollback()
+        db.session.remove()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def settings(app):
+    return app.config["SETTINGS"]
+
+
+@pytest.fixture
+def wechat(settings) -> WeChatServer:
+    """WeChat's servers, pushing to /wx in safe mode (AES)."""
+    w = settings["wechat"]
+    return WeChatServer(f"{settings['app']['base_url']}/wx", w["token"], w["appid"], w["encoding_aes_key"])
+
+
+@pytest.fixture
+def wechat_plain(settings) -> WeChatServer:
+    """The same, with the account in plaintext mode."""
+    w = settings["wechat"]
+    return WeChatServer(f"{settings['app']['base_url']}/wx", w["token"], w["appid"], "")
+
+
+class Jobs:
+    """Background work: inline with the in-process fallback; with Redis, a
+    real RQ worker drains the queue when a test asks."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def run(self) -> None:
+        from rq import SimpleWorker
+
+        q = queue.queue
+        if q.is_async:
+            SimpleWorker([q], connection=redis_store.conn).work(burst=True)
+
+    def count(self) -> int:
+        return queue.queue.count
+
+
+@pytest.fixture
+def jobs(app) -> Jobs:
+    return Jobs(app)
+
+
+@pytest.fixture
+def sandbox_user(app):
+    """Creator of people on the sandbox platform (WeChat's user list)."""
+    from sandbox.people import create_user
+
+    def make(nickname: str = "小王", subscribed: bool = True):
+        from handlers.clock import now
+
+        user = create_user(nickname)
+        user.subscribed = subscribed
+        user.subscribe_time = now() if subscribed else None
+        user.last_message_at = now() if subscribed else None
+        db.session.commit()
+        return user
+
+    return make
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent

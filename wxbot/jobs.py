@@ -1,0 +1,120 @@
+"""Background jobs: every outbound WeChat call runs here, on RQ, with retries.
+
+A job is a transport like the webhook: it calls WeChat, hands the result to a
+handler and commits once. Raising makes RQ retry it later (``[queue]
+max_retries``); errors that a retry cannot fix are logged and swallowed.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+
+from wechatpy.exceptions import WeChatClientException
+
+from app.extensions import redis_store
+from handlers import outbox, users
+
+from .client import wechat_client
+
+log = logging.getLogger(__name__)
+
+# WeChat error codes that retrying will never fix.
+INVALID_OPENID = 40003
+OUT_OF_WINDOW = 45015  # customer-service window (48 h) closed, or unfollowed
+USER_REFUSED = 43004  # the user does not follow the account
+PERMANENT = {INVALID_OPENID, OUT_OF_WINDOW, USER_REFUSED, 40037, 41028, 43101}
+MEDIA_TTL = 3 * 86400 - 3600  # a temporary media id lives 3 days
+
+
+def job(fn):
+    """One transaction per job: commit on success, roll back on error."""
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        try:
+            result = fn(*args, **kwargs)
+            outbox.commit()
+            return result
+        except Exception:
+            outbox.rollback()
+            raise
+
+    return run
+
+
+def _permanent(exc: WeChatClientException, what: str) -> bool:
+    if exc.errcode in PERMANENT:
+        log.warning("%s refused by WeChat for good: %s %s", what, exc.errcode, exc.errmsg)
+        return True
+    return False
+
+
+@job
+def fetch_profile(openid: str) -> None:
+    """Ask WeChat for the follower's profile. Since 2021-12-27 user/info gives
+    no nickname or avatar to most accounts; we keep whatever does come."""
+    try:
+        info = wechat_client().user.get(openid)
+    except WeChatClientException as exc:
+        if _permanent(exc, f"profile of {openid}"):
+            users.update_profile(openid)
+            return
+        raise
+    users.update_profile(
+        openid,
+        nickname=info.get("nickname") or None,
+        avatar_url=info.get("headimgurl") or None,
+        unionid=info.get("unionid") or None,
+    )
+
+
+@job
+def send_text(openid: str, text: str, fallback_template: dict | None = None) -> None:
+    """A customer-service text; outside the 48 h window fall back to a
+    template message when the caller gave one."""
+    try:
+        wechat_client().message.send_text(openid, text)
+    except WeChatClientException as exc:
+        if exc.errcode == OUT_OF_WINDOW and fallback_template:
+            outbox.enqueue("wxbot.jobs.send_template", openid, *fallback_template_args(fallback_template))
+            return
+        if not _permanent(exc, f"text to {openid}"):
+            raise
+
+
+def fallback_template_args(template: dict) -> tuple:
+    return template["template_id"], template["data"], template.get("url")
+
+
+@job
+def send_image(openid: str, media_key: str, path: str) -> None:
+    media_id = media_id_for(media_key, path)
+    try:
+        wechat_client().message.send_image(openid, media_id)
+    except WeChatClientException as exc:
+        if not _permanent(exc, f"image to {openid}"):
+            raise
+
+
+@job
+def send_template(openid: str, template_id: str, data: dict, url: str | None = None) -> None:
+    values = {k: (v if isinstance(v, dict) else {"value": v}) for k, v in data.items()}
+    try:
+        wechat_client().message.send_template(openid, template_id, values, url=url)
+    except WeChatClientException as exc:
+        if not _permanent(exc, f"template {template_id} to {openid}"):
+            raise
+
+
+def media_id_for(media_key: str, path: str) -> str:
+    """Upload an image once and reuse its media id while WeChat keeps it."""
+    conn = redis_store.conn
+    cache_key = f"wechat:media:{media_key}"
+    cached = conn.get(cache_key)
+    if cached:
+        return cached.decode()
+    with Path(path).open("rb") as f:
+        result = wechat_client().media.upload("image", f)
+    conn.set(cache_key, result["media_id"], ex=MEDIA_TTL)
+    return result["media_id"]

@@ -1,0 +1,73 @@
+"""Proving a request comes from WeChat, and reading its XML safely.
+
+wechatpy compares signatures with ``!=`` and ignores the timestamp's age; we
+compare digests in constant time and refuse stale timestamps first, then let
+wechatpy's crypto decrypt.
+"""
+from __future__ import annotations
+
+import binascii
+import hashlib
+import hmac
+import time
+
+import defusedxml.ElementTree as SafeET
+from defusedxml import DefusedXmlException
+from wechatpy.crypto import WeChatCrypto
+from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
+from xml.etree.ElementTree import ParseError
+
+
+class Refused(Exception):
+    """The request is not a genuine, well-formed WeChat push; nothing is done."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def sha1_signature(*parts: str) -> str:
+    return hashlib.sha1("".join(sorted(parts)).encode()).hexdigest()
+
+
+def check_signature(token: str, signature: str, timestamp: str, nonce: str, *extra: str,
+                    window: int, now: float | None = None) -> None:
+    if not (signature and timestamp and nonce):
+        raise Refused(403, "missing signature parameters")
+    try:
+        age = abs((now or time.time()) - int(timestamp))
+    except ValueError:
+        raise Refused(403, "timestamp is not a number") from None
+    if age > window:
+        raise Refused(403, "timestamp outside the replay window")
+    expected = sha1_signature(token, timestamp, nonce, *extra)
+    if not hmac.compare_digest(expected, signature.lower()):
+        raise Refused(403, "bad signature")
+
+
+def parse_xml_fields(body: bytes) -> dict[str, str]:
+    """The top-level fields of a WeChat XML document. No DTDs, no entities,
+    no external references: anything of the kind is refused, not expanded."""
+    try:
+        root = SafeET.fromstring(body, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except (ParseError, DefusedXmlException, ValueError, UnicodeError) as exc:
+        raise Refused(400, f"unreadable XML: {type(exc).__name__}") from None
+    if root.tag != "xml":
+        raise Refused(400, "root element is not <xml>")
+    return {child.tag: (child.text or "") for child in root}
+
+
+def decrypt(crypto: WeChatCrypto, fields: dict[str, str], msg_signature: str, timestamp: str,
+            nonce: str, token: str, window: int) -> bytes:
+    encrypted = fields.get("Encrypt")
+    if not encrypted:
+        raise Refused(400, "safe mode request without <Encrypt>")
+    check_signature(token, msg_signature, timestamp, nonce, encrypted, window=window)
+    try:
+        plain = crypto.decrypt_message({"Encrypt": encrypted}, msg_signature.lower(), timestamp, nonce)
+    except InvalidAppIdException:
+        raise Refused(403, "message encrypted for another appid") from None
+    except (InvalidSignatureException, ValueError, binascii.Error, UnicodeError, IndexError, TypeError) as exc:
+        raise Refused(400, f"cannot decrypt: {type(exc).__name__}") from None
+    return plain.encode() if isinstance(plain, str) else plain
