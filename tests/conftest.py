@@ -74,6 +74,11 @@ def live(tmp_path_factory):
     thread.start()
     yield app
     server.shutdown()
+    server.server_close()
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+        redis_store.conn.close()
 
 
 @pytest.fixture
