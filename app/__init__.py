@@ -10,7 +10,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import config as config_module
 from .config import Settings
-from .extensions import db, migrate, queue, redis_store
+from .extensions import csrf, db, migrate, queue, redis_store
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,6 +34,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         PREFERRED_URL_SCHEME="https" if https else "http",
         MAX_CONTENT_LENGTH=2 * 1024 * 1024,
         JSON_AS_ASCII=False,
+        WTF_CSRF_TIME_LIMIT=None,  # valid for the session's life; pages stay open in WeChat for long
     )
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)
     register_extensions(app)
@@ -51,6 +52,7 @@ def register_extensions(app: Flask) -> None:
                      compare_type=True, render_item=_render_item)
     redis_store.init_app(app)
     queue.init_app(app)
+    csrf.init_app(app)
     import models  # noqa: F401  (tables known to Alembic and the session)
 
 
@@ -79,8 +81,9 @@ def register_blueprints(app: Flask, settings: Settings) -> None:
         return redirect(url_for("sandbox.home" if settings["wechat"]["sandbox"] else "h5.index"))
 
     app.register_blueprint(wx_bp)
+    csrf.exempt(wx_bp)
     app.register_blueprint(h5_bp)
     if settings["wechat"]["sandbox"]:
         from sandbox import register as register_sandbox
 
-        register_sandbox(app)
+        register_sandbox(app, csrf)

@@ -47,5 +47,9 @@ def worker(burst: bool) -> None:
 
 
 def register(app: Flask) -> None:
+    from .cli_distribution import applications_cli, units_cli
+
+    app.cli.add_command(applications_cli)
+    app.cli.add_command(units_cli)
     app.cli.add_command(menu_cli)
     app.cli.add_command(worker)

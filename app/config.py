@@ -108,6 +108,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "review": Key("manual", str, _one_of("auto", "manual", "threshold")),
         "level1_rate_bp": Key(1000, int, _range(0, 10000)),
         "level2_rate_bp": Key(500, int, _range(0, 10000)),
+        "review_threshold_fen": Key(0, int, _range(0, 10**10)),
+        "reapply_cooldown_hours": Key(72, int, _range(0, 24 * 365)),
     },
     "queue": {
         "name": Key("fenxiao", str, _nonempty),
@@ -144,10 +146,10 @@ class Settings(Mapping[str, Mapping[str, Any]]):
         return not self["app"]["redis_url"]
 
 
-def _coerce(section: str, name: str, key: Key, value: Any) -> Any:
+def _coerce(section: str, name: str, key: Key, value: Any, from_env: bool = False) -> Any:
     where = f"[{section}] {name}"
-    if isinstance(value, str) and key.kind is not str:
-        # Values from the environment are strings.
+    if from_env and isinstance(value, str) and key.kind is not str:
+        # Values from the environment are strings; a file has TOML types.
         if key.kind is bool and value.lower() in ("true", "1", "yes", "false", "0", "no"):
             return value.lower() in ("true", "1", "yes")
         if key.kind is int:
@@ -178,7 +180,8 @@ def build(raw: Mapping[str, Any], environ: Mapping[str, str], source: str) -> Se
         data[section] = {}
         for name, key in keys.items():
             env_name = f"FENXIAO_{section}_{name}".upper()
-            if env_name in environ:
+            from_env = env_name in environ
+            if from_env:
                 value = environ[env_name]
             elif name in given:
                 value = given[name]
@@ -186,7 +189,7 @@ def build(raw: Mapping[str, Any], environ: Mapping[str, str], source: str) -> Se
                 raise ConfigError(f"[{section}] {name} is required (in the config file or {env_name})")
             else:
                 value = key.default
-            value = _coerce(section, name, key, value)
+            value = _coerce(section, name, key, value, from_env)
             problem = key.check(value) if key.check else None
             if problem:
                 raise ConfigError(f"[{section}] {name} {problem}")

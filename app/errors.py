@@ -8,7 +8,10 @@ from flask import Flask, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from handlers import outbox
+from flask_wtf.csrf import CSRFError
+
 from handlers.errors import DomainError
+from models import IllegalTransition
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,15 @@ def register(app: Flask) -> None:
     def domain_error(exc: DomainError):
         outbox.rollback()
         return _render(exc.status, exc.message)
+
+    @app.errorhandler(IllegalTransition)
+    def illegal_transition(exc: IllegalTransition):
+        outbox.rollback()
+        return _render(409, "当前状态下不能这样操作，请刷新后重试")
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(exc: CSRFError):
+        return _render(400, "页面已过期，请返回刷新后再提交")
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

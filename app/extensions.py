@@ -6,6 +6,7 @@ import redis
 from flask import Flask, current_app
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
+from flask_wtf.csrf import CSRFProtect
 from rq import Queue, Retry
 import sqlite3
 
@@ -41,6 +42,8 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
 migrate = Migrate()
+# H5 forms carry a token; WeChat's pushes and the sandbox platform are exempt.
+csrf = CSRFProtect()
 
 
 class RedisHolder:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from rq.job import JobStatus
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
@@ -18,12 +19,19 @@ from app.extensions import db, queue
 
 log = logging.getLogger(__name__)
 _KEY = "fenxiao.outbox"
+ACTIVE = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
 
 
 def after_commit(job: str, *args: Any, job_id: str | None = None) -> None:
     """Queue ``job(*args)`` to run once the current transaction commits.
     ``job_id`` makes the job itself idempotent: RQ keeps one job per id."""
-    db.session.info.setdefault(_KEY, []).append((job, args, job_id))
+    session = db.session()
+    if not session.in_transaction():
+        # Start the transaction now: a rollback before any statement ran
+        # must drop this job too (SQLAlchemy fires no rollback event for a
+        # session that has not begun).
+        session.begin()
+    session.info.setdefault(_KEY, []).append((job, args, job_id))
 
 
 def commit() -> None:
@@ -41,9 +49,13 @@ def rollback() -> None:
 
 def enqueue(job: str, *args: Any, job_id: str | None = None) -> None:
     q = queue.queue
-    if job_id and q.is_async and q.fetch_job(job_id) is not None:
-        log.info("job %s already queued as %s", job, job_id)
-        return
+    if job_id and q.is_async:
+        existing = q.fetch_job(job_id)
+        # A job waiting or running under this id does the work already; a
+        # finished or failed one may be run again (a sweep re-queues it).
+        if existing is not None and existing.get_status(refresh=False) in ACTIVE:
+            log.info("job %s already queued as %s", job, job_id)
+            return
     q.enqueue(job, *args, job_id=job_id, retry=queue.retry(), failure_ttl=7 * 86400)
 
 

@@ -35,15 +35,17 @@ def record_contact(openid: str, via: FirstContact, at: datetime | None = None) -
     fetched in the background."""
     _check_openid(openid)
     at = at or now()
-    result = db.session.execute(
+    # RETURNING, not rowcount: an ORM-enabled INSERT reports rowcount -1 on
+    # PostgreSQL, which would make every new user look already known.
+    inserted = db.session.execute(
         insert_ignoring_conflict(
             User,
             {"openid": openid, "first_contact": via.value, "created_at": at,
              "subscription": Subscription.NEVER.value},
             ["openid"],
-        )
-    )
-    created = result.rowcount == 1
+        ).returning(User.id)
+    ).scalar_one_or_none()
+    created = inserted is not None
     user = db.session.scalars(select(User).where(User.openid == openid)).one()
     if created:
         log.info("new user %s via %s", openid, via.value)

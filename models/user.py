@@ -4,10 +4,11 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, String
+from sqlalchemy import CheckConstraint, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, UTCDateTime, utcnow
+from .states import check_in
 
 
 class Subscription(str, enum.Enum):
@@ -23,15 +24,24 @@ class FirstContact(str, enum.Enum):
     OAUTH = "oauth"
 
 
-def _check_in(column: str, enum_cls: type[enum.Enum]) -> str:
-    return f"{column} IN ({', '.join(repr(e.value) for e in enum_cls)})"
+class Source(str, enum.Enum):
+    """Where a user came from, for the merchant's statistics: the channel
+    through which a distributor first reached them, or organic."""
+
+    ORGANIC = "organic"
+    QR = "qr"
+    LINK = "link"
+    INVITE = "invite"
 
 
 class User(Base):
     __tablename__ = "users"
     __table_args__ = (
-        CheckConstraint(_check_in("subscription", Subscription), name="subscription"),
-        CheckConstraint(_check_in("first_contact", FirstContact), name="first_contact"),
+        CheckConstraint(check_in("subscription", Subscription), name="subscription"),
+        CheckConstraint(check_in("first_contact", FirstContact), name="first_contact"),
+        CheckConstraint(check_in("source", Source), name="source"),
+        CheckConstraint("referrer_id IS NULL OR referrer_id <> id", name="not_own_referrer"),
+        CheckConstraint("(referrer_id IS NULL) = (source = 'organic')", name="source_matches_referrer"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -49,6 +59,11 @@ class User(Base):
     # The customer-service message window is 48 h after the user's last message.
     last_interaction_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     profile_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The distributor (their user row) who reached this user first: set once,
+    # by a conditional UPDATE, never changed (handlers.referrals).
+    referrer_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
+    source: Mapped[str] = mapped_column(String(16), default=Source.ORGANIC.value)
+    attributed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     @property
     def display_name(self) -> str:

@@ -38,7 +38,10 @@ def dispatch(msg: BaseMessage) -> object | None:
 def fallback(msg: BaseMessage) -> None:
     # Any message from a person records them; unknown events (delivery
     # reports, location pings) do not count as the person reaching us.
-    if msg.type != "event" and msg.source:
+    # wechatpy parses an event it does not know as UnknownMessage (type
+    # "unknown"): ask the XML, not the class, whether this is an event.
+    is_event = msg.type == "event" or str(msg._data.get("MsgType", "")).lower() == "event"
+    if not is_event and msg.source:
         users.touch(msg.source, FirstContact.MESSAGE)
     log.info("no handler for %s; answering success", kind_of(msg))
     return None

@@ -7,6 +7,7 @@ max_retries``); errors that a retry cannot fix are logged and swallowed.
 from __future__ import annotations
 
 import functools
+import io
 import logging
 from pathlib import Path
 
@@ -107,14 +108,18 @@ def send_template(openid: str, template_id: str, data: dict, url: str | None = N
             raise
 
 
-def media_id_for(media_key: str, path: str) -> str:
-    """Upload an image once and reuse its media id while WeChat keeps it."""
-    conn = redis_store.conn
-    cache_key = f"wechat:media:{media_key}"
-    cached = conn.get(cache_key)
+def cached_media_id(media_key: str) -> str | None:
+    cached = redis_store.conn.get(f"wechat:media:{media_key}")
+    return cached.decode() if cached else None
+
+
+def media_id_for(media_key: str, image: str | bytes) -> str:
+    """Upload an image (a path, or PNG/JPEG bytes) once and reuse its media
+    id while WeChat keeps it."""
+    cached = cached_media_id(media_key)
     if cached:
-        return cached.decode()
-    with Path(path).open("rb") as f:
-        result = wechat_client().media.upload("image", f)
-    conn.set(cache_key, result["media_id"], ex=MEDIA_TTL)
+        return cached
+    content = image if isinstance(image, bytes) else Path(image).read_bytes()
+    result = wechat_client().media.upload("image", ("image.png", io.BytesIO(content)))
+    redis_store.conn.set(f"wechat:media:{media_key}", result["media_id"], ex=MEDIA_TTL)
     return result["media_id"]

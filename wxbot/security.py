@@ -9,6 +9,7 @@ from __future__ import annotations
 import binascii
 import hashlib
 import hmac
+import struct
 import time
 
 import defusedxml.ElementTree as SafeET
@@ -37,12 +38,13 @@ def check_signature(token: str, signature: str, timestamp: str, nonce: str, *ext
         raise Refused(403, "missing signature parameters")
     try:
         age = abs((now or time.time()) - int(timestamp))
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: too large to compare with a float
         raise Refused(403, "timestamp is not a number") from None
     if age > window:
         raise Refused(403, "timestamp outside the replay window")
     expected = sha1_signature(token, timestamp, nonce, *extra)
-    if not hmac.compare_digest(expected, signature.lower()):
+    # Bytes: compare_digest refuses str with non-ASCII characters (TypeError).
+    if not hmac.compare_digest(expected.encode(), signature.lower().encode()):
         raise Refused(403, "bad signature")
 
 
@@ -68,6 +70,7 @@ def decrypt(crypto: WeChatCrypto, fields: dict[str, str], msg_signature: str, ti
         plain = crypto.decrypt_message({"Encrypt": encrypted}, msg_signature.lower(), timestamp, nonce)
     except InvalidAppIdException:
         raise Refused(403, "message encrypted for another appid") from None
-    except (InvalidSignatureException, ValueError, binascii.Error, UnicodeError, IndexError, TypeError) as exc:
+    except (InvalidSignatureException, ValueError, binascii.Error, UnicodeError, IndexError, TypeError,
+            struct.error) as exc:  # struct.error: plaintext shorter than its length prefix
         raise Refused(400, f"cannot decrypt: {type(exc).__name__}") from None
     return plain.encode() if isinstance(plain, str) else plain

@@ -1,0 +1,30 @@
+"""Creators for the distribution tests: users, applications, distributors,
+made through the product's own handlers."""
+from __future__ import annotations
+
+import itertools
+
+from handlers import applications, outbox, users
+from models import Distributor, FirstContact, User
+
+_seq = itertools.count(1)
+
+
+def make_user(nickname: str | None = None) -> User:
+    n = next(_seq)
+    user = users.record_contact(f"oTEST{n:06d}{'x' * 16}", FirstContact.SUBSCRIBE).user
+    if nickname:
+        user.nickname = nickname
+    outbox.commit()
+    return user
+
+
+def make_distributor(nickname: str = "分销商", referrer: Distributor | None = None) -> Distributor:
+    """A user brought by ``referrer`` (through their invite code) and approved."""
+    user = make_user(nickname)
+    code = referrer.unit.invite_code if referrer else ""
+    application = applications.apply_for_distributor(user, "张三", "13800138000", "想分享好东西", code)
+    outbox.commit()
+    distributor = applications.approve_application(application.id, "test")
+    outbox.commit()
+    return distributor
