@@ -51,7 +51,8 @@ def login_required(view=None, *, profile: bool = False):
 
 def _safe_next(target: str | None) -> str:
     parts = urlsplit(target or "")
-    if parts.scheme or parts.netloc or not parts.path.startswith("/h5/"):
+    # Control characters (CR/LF) would make the Location header fail with a 500.
+    if parts.scheme or parts.netloc or not parts.path.startswith("/h5/") or not target.isprintable():
         return url_for("h5.index")
     return target
 

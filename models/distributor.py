@@ -32,7 +32,9 @@ class Distributor(Base):
                              name="fk_distributors_parent"),
         CheckConstraint("level IN (1, 2)", name="level"),
         CheckConstraint("(level = 1 AND parent_id IS NULL AND parent_level IS NULL)"
-                        " OR (level = 2 AND parent_id IS NOT NULL AND parent_level = 1)", name="two_levels"),
+                        # IS NOT NULL spelled out: a NULL would make the CHECK pass.
+                        " OR (level = 2 AND parent_id IS NOT NULL AND parent_level IS NOT NULL"
+                        " AND parent_level = 1)", name="two_levels"),
         CheckConstraint(check_in("status", DistributorStatus), name="status"),
     )
 

@@ -61,8 +61,8 @@ def json_body() -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-def find_user(openid: str) -> SandboxUser | None:
-    if not openid:
+def find_user(openid: object) -> SandboxUser | None:
+    if not openid or not isinstance(openid, str):  # JSON may carry any type
         return None
     return db.session.scalars(select(SandboxUser).where(SandboxUser.openid == openid)).one_or_none()
 
@@ -86,7 +86,9 @@ def qrcode_create():
     if data is None:
         return wx_error(47001, "data format error")
     action = data.get("action_name")
-    scene = (data.get("action_info") or {}).get("scene") or {}
+    info = data.get("action_info")
+    scene = info.get("scene") if isinstance(info, dict) else None
+    scene = scene if isinstance(scene, dict) else {}
     if action in ("QR_STR_SCENE", "QR_LIMIT_STR_SCENE"):
         value = scene.get("scene_str")
         if not isinstance(value, str) or not 1 <= len(value) <= 64:

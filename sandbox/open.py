@@ -31,8 +31,8 @@ def _check(args) -> str | None:
         return "response_type 参数错误"
     if args.get("scope") not in SCOPES:
         return "Scope 参数错误或没有 Scope 权限"
-    redirect_uri = args.get("redirect_uri", "")
-    if urlsplit(redirect_uri).netloc != urlsplit(base).netloc:
+    redirect_uri = urlsplit(args.get("redirect_uri", ""))
+    if redirect_uri.scheme not in ("http", "https") or redirect_uri.netloc != urlsplit(base).netloc:
         return "redirect_uri 域名与后台配置不一致，错误码：10003"
     if not STATE.match(args.get("state", "")):
         return "state 参数错误"

@@ -242,7 +242,8 @@ def open_as():
     session, and let the OAuth page know who is asking."""
     url = request.args.get("url", "")
     base = current_app.config["SETTINGS"]["app"]["base_url"]
-    if urlsplit(url).netloc != urlsplit(base).netloc:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or parts.netloc != urlsplit(base).netloc:
         abort(400)
     user = simulator_user()
     session.clear()

@@ -100,5 +100,6 @@ def view(msg: BaseMessage) -> None:
 
 @on("event:templatesendjobfinish")
 def template_delivered(msg: BaseMessage) -> None:
-    log.info("template message %s to %s: %s", msg.id, msg.source, msg._data.get("Status"))
+    # The raw MsgID: msg.id converts with int() and a malformed push would 500.
+    log.info("template message %s to %s: %s", msg._data.get("MsgID"), msg.source, msg._data.get("Status"))
     return None

@@ -48,6 +48,11 @@ def check_signature(token: str, signature: str, timestamp: str, nonce: str, *ext
         raise Refused(403, "bad signature")
 
 
+# Fields WeChat always sends as plain text (other events nest, e.g. SendPicsInfo).
+TEXT_FIELDS = frozenset({"ToUserName", "FromUserName", "CreateTime", "MsgType", "MsgId", "MsgID",
+                         "Content", "Event", "EventKey", "Ticket", "Encrypt"})
+
+
 def parse_xml_fields(body: bytes) -> dict[str, str]:
     """The top-level fields of a WeChat XML document. No DTDs, no entities,
     no external references: anything of the kind is refused, not expanded."""
@@ -57,7 +62,14 @@ def parse_xml_fields(body: bytes) -> dict[str, str]:
         raise Refused(400, f"unreadable XML: {type(exc).__name__}") from None
     if root.tag != "xml":
         raise Refused(400, "root element is not <xml>")
-    return {child.tag: (child.text or "") for child in root}
+    fields: dict[str, str] = {}
+    for child in root:
+        # wechatpy would hand our handlers a dict (nested) or a list (repeated)
+        # where they expect text.
+        if child.tag in TEXT_FIELDS and (len(child) or child.tag in fields):
+            raise Refused(400, f"<{child.tag}> is not a single text field")
+        fields[child.tag] = child.text or ""
+    return fields
 
 
 def decrypt(crypto: WeChatCrypto, fields: dict[str, str], msg_signature: str, timestamp: str,

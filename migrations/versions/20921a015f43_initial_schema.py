@@ -133,7 +133,7 @@ def upgrade():
     sa.Column('mobile', sa.String(length=11), nullable=False),
     sa.Column('approved_at', sa.DateTime(timezone=True), nullable=False),
     sa.CheckConstraint("status IN ('active', 'frozen')", name=op.f('ck_distributors_status')),
-    sa.CheckConstraint('(level = 1 AND parent_id IS NULL AND parent_level IS NULL) OR (level = 2 AND parent_id IS NOT NULL AND parent_level = 1)', name=op.f('ck_distributors_two_levels')),
+    sa.CheckConstraint('(level = 1 AND parent_id IS NULL AND parent_level IS NULL) OR (level = 2 AND parent_id IS NOT NULL AND parent_level IS NOT NULL AND parent_level = 1)', name=op.f('ck_distributors_two_levels')),
     sa.CheckConstraint('level IN (1, 2)', name=op.f('ck_distributors_level')),
     sa.ForeignKeyConstraint(['parent_id', 'parent_level'], ['distributors.id', 'distributors.level'], name='fk_distributors_parent'),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_distributors_user_id_users')),

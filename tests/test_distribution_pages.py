@@ -1,0 +1,191 @@
+"""The distributor's H5 pages, walked by a browser against the live server,
+logged in through the sandbox's WeChat OAuth; the merchant reviews with the
+CLI."""
+from __future__ import annotations
+
+import re
+
+import pytest
+import requests
+from sqlalchemy import func, select
+
+from handlers import referrals, units
+from models import Application, Unit, User, db
+from test_h5_auth import log_in
+
+GOOD = {"real_name": "赵六", "mobile": "13700001111", "reason": "朋友多，爱分享"}
+
+
+@pytest.fixture
+def base(settings) -> str:
+    return settings["app"]["base_url"]
+
+
+@pytest.fixture
+def person(sandbox_user, base):
+    """A WeChat user with a browser, logged in to the H5 pages."""
+    opened = []
+
+    def make(nickname: str):
+        who = sandbox_user(nickname)
+        browser = requests.Session()
+        opened.append(browser)
+        assert log_in(browser, base, who.openid, scope="snsapi_userinfo").status_code == 302
+        browser.openid = who.openid
+        return browser
+
+    yield make
+    for b in opened:
+        b.close()
+
+
+def csrf(page: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+
+
+def apply(browser, base, **fields) -> requests.Response:
+    page = browser.get(f"{base}/h5/apply")
+    return browser.post(f"{base}/h5/apply", data={"csrf_token": csrf(page.text), **GOOD, **fields},
+                        allow_redirects=False)
+
+
+def user_of(browser) -> User:
+    db.session.rollback()
+    return db.session.scalars(select(User).where(User.openid == browser.openid)).one()
+
+
+def approve_all(app, jobs) -> None:
+    runner = app.test_cli_runner()
+    for a in db.session.scalars(select(Application).where(Application.status == "pending")).all():
+        result = runner.invoke(args=["applications", "approve", str(a.id)])
+        assert result.exit_code == 0, result.output
+    jobs.run()
+    db.session.rollback()
+
+
+def test_apply_page_is_a_real_form(person, base):
+    page = person("小周").get(f"{base}/h5/apply")
+    assert page.status_code == 200
+    for text in ("申请成为分销商", "真实姓名", "手机号", "邀请码", "提交申请", 'name="csrf_token"'):
+        assert text in page.text
+
+
+def test_a_form_without_its_csrf_token_is_refused(person, base):
+    browser = person("小周")
+    res = browser.post(f"{base}/h5/apply", data=GOOD)
+    assert res.status_code == 400 and "页面已过期" in res.text
+    assert db.session.scalar(select(func.count()).select_from(Application)) == 0
+
+
+@pytest.mark.parametrize("fields,message", [
+    ({"mobile": "1234"}, "手机号"), ({"real_name": ""}, "姓名"), ({"reason": ""}, "理由"),
+    ({"invite_code": "ZZZZZZ"}, "邀请码无效"),
+])
+def test_bad_applications_are_explained_on_the_page(person, base, fields, message):
+    res = apply(person("小周"), base, **fields)
+    assert res.status_code == 400 and message in res.text
+    assert GOOD["reason"] in res.text or not fields.get("reason", True)  # what was typed is kept
+    assert db.session.scalar(select(func.count()).select_from(Application)) == 0
+
+
+def test_apply_wait_approve_then_centre_qrcode_and_poster(app, person, base, jobs):
+    browser = person("小周")
+    res = apply(browser, base)
+    assert res.status_code == 302
+    status = browser.get(f"{base}/h5/apply").text
+    assert "申请审核中" in status
+    assert browser.get(f"{base}/h5/center", allow_redirects=False).status_code == 302  # not yet
+
+    list_out = app.test_cli_runner().invoke(args=["applications", "list"]).output
+    assert "赵六" in list_out and "13700001111" in list_out
+    approve_all(app, jobs)
+
+    centre = browser.get(f"{base}/h5/center")
+    assert centre.status_code == 200 and "一级分销商" in centre.text
+    distributor = referrals.distributor_of(user_of(browser).id)
+    unit = distributor.unit
+    assert unit.invite_code in centre.text
+    qr = browser.get(f"{base}/h5/qrcode")
+    assert qr.status_code == 200
+    assert unit.invite_code in qr.text and f"/h5/u/{unit.slug}" in qr.text and "长按图片" in qr.text
+    poster = browser.get(f"{base}/h5/qrcode/poster.png")
+    assert poster.status_code == 200 and poster.headers["Content-Type"] == "image/png"
+    assert poster.content.startswith(b"\x89PNG") and unit.qr_status == "ready"
+    # Already a distributor: the apply page leads to the centre.
+    assert browser.get(f"{base}/h5/apply", allow_redirects=False).headers["Location"].endswith("/h5/center")
+
+
+def test_rejected_applicant_sees_why_and_when_to_retry(app, person, base):
+    browser = person("小吴")
+    apply(browser, base)
+    a = db.session.scalars(select(Application)).one()
+    out = app.test_cli_runner().invoke(args=["applications", "reject", str(a.id), "--reason", "请补充社群截图"])
+    assert out.exit_code == 0, out.output
+    page = browser.get(f"{base}/h5/apply").text
+    assert "上次申请未通过：请补充社群截图" in page and "后可重新申请" in page and "提交申请" not in page
+
+
+def test_cli_refuses_bad_decisions_clearly(app, person, base):
+    runner = app.test_cli_runner()
+    assert "no applications waiting" in runner.invoke(args=["applications", "list"]).output
+    missing = runner.invoke(args=["applications", "approve", "424242"])
+    assert missing.exit_code != 0 and "不存在" in missing.output
+    apply(person("小郑"), base)
+    a = db.session.scalars(select(Application)).one()
+    no_reason = runner.invoke(args=["applications", "reject", str(a.id), "--reason", " "])
+    assert no_reason.exit_code != 0 and "理由" in no_reason.output
+    assert runner.invoke(args=["applications", "approve", str(a.id)]).exit_code == 0
+    twice = runner.invoke(args=["applications", "reject", str(a.id), "--reason", "晚了"])
+    assert twice.exit_code != 0 and "not allowed" in twice.output
+
+
+def test_a_shared_unit_link_attributes_the_visitor_and_fills_the_team(app, person, base, jobs):
+    owner = person("店主")
+    apply(owner, base)
+    approve_all(app, jobs)
+    unit = referrals.distributor_of(user_of(owner).id).unit
+
+    friend = person("朋友")
+    page = friend.get(f"{base}/h5/u/{unit.slug}")
+    assert page.status_code == 200 and unit.name in page.text and "为你推荐" in page.text
+    assert user_of(friend).referrer_id == user_of(owner).id and user_of(friend).source == "link"
+
+    team = owner.get(f"{base}/h5/team").text
+    assert "朋友" in team and "链接" in team
+    # The friend applies (no invite code field: already attributed) and becomes level 2.
+    assert 'name="invite_code"' not in friend.get(f"{base}/h5/apply").text
+    apply(friend, base)
+    approve_all(app, jobs)
+    recruit = referrals.distributor_of(user_of(friend).id)
+    assert (recruit.level, recruit.parent.user.openid) == (2, owner.openid)
+    assert "朋友" in owner.get(f"{base}/h5/team").text
+
+
+def test_an_unknown_unit_link_is_the_merchants_shop(person, base):
+    page = person("路人").get(f"{base}/h5/u/nosuchslug")
+    assert page.status_code == 200 and units.merchant_unit().name in page.text
+
+
+def test_customers_are_sent_to_apply_from_distributor_pages(person, base):
+    browser = person("顾客")
+    for path in ("center", "qrcode", "qrcode/poster.png", "team"):
+        res = browser.get(f"{base}/h5/{path}", allow_redirects=False)
+        assert res.status_code == 302 and res.headers["Location"].endswith("/h5/apply"), path
+
+
+def test_unit_prepare_sweep_requeues_units_missing_a_code(app, person, base, jobs):
+    owner = person("店主")
+    apply(owner, base)
+    runner = app.test_cli_runner()
+    a = db.session.scalars(select(Application)).one()
+    runner.invoke(args=["applications", "approve", str(a.id)])
+    jobs.run()
+    db.session.rollback()
+    assert "0 unit(s) queued" in runner.invoke(args=["units", "prepare"]).output
+    unit = db.session.scalars(select(Unit).where(Unit.distributor_id.is_not(None))).one()
+    unit.qr_status, unit.poster_version = "pending", 0
+    db.session.commit()
+    assert "1 unit(s) queued" in runner.invoke(args=["units", "prepare"]).output
+    jobs.run()
+    db.session.rollback()
+    assert db.session.get(Unit, unit.id).qr_status == "ready"
