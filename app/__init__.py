@@ -16,7 +16,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def create_app(settings: Settings | None = None) -> Flask:
-    settings = settings or config_module.load()
+    if settings is None:
+        try:
+            settings = config_module.load()
+        except config_module.ConfigError as exc:
+            # Start-up stops here with one line naming the key, not a traceback.
+            raise SystemExit(f"fenxiao: configuration error: {exc}") from None
     app = Flask(__name__, instance_path=str(ROOT / "var"), static_folder=None)
     logging.basicConfig(level=settings["app"]["log_level"],
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import click
+import requests
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
@@ -27,6 +28,9 @@ def menu_push() -> None:
         wechat_client().menu.create(menu)
     except WeChatClientException as exc:
         raise click.ClickException(f"WeChat refused the menu: {exc.errcode} {exc.errmsg}") from None
+    except requests.RequestException as exc:
+        raise click.ClickException(f"could not reach WeChat at {exc.request.url if exc.request else ''}: "
+                                   f"{type(exc).__name__}") from None
     click.echo(f"menu published to {current_app.config['SETTINGS']['wechat']['api_base']}")
 
 

@@ -205,8 +205,9 @@ def build(raw: Mapping[str, Any], environ: Mapping[str, str], source: str) -> Se
         wechat["open_base"] = f"{base}/sandbox/open" if wechat["sandbox"] else REAL_OPEN_BASE
     wechat["api_base"] = wechat["api_base"].rstrip("/")
     wechat["open_base"] = wechat["open_base"].rstrip("/")
-    if not wechat["sandbox"] and "/sandbox/" in wechat["api_base"] + "/":
-        raise ConfigError("[wechat] api_base points at the sandbox platform but [wechat] sandbox is false")
+    for name in ("api_base", "open_base"):
+        if not wechat["sandbox"] and "/sandbox/" in wechat[name] + "/":
+            raise ConfigError(f"[wechat] {name} points at the sandbox platform but [wechat] sandbox is false")
     return Settings(data, source)
 
 

@@ -96,12 +96,12 @@ def test_the_database_keeps_one_open_application_too(app):
 
 
 def test_concurrent_double_submit_makes_one_application(app, live):
-    user = make_user()
+    user_id = make_user().id  # read here: the main thread's session is not for threads
     barrier, results = threading.Barrier(4), []
 
     def submit():
         with live.app_context():
-            me = db.session.get(User, user.id)
+            me = db.session.get(User, user_id)
             barrier.wait(timeout=10)
             try:
                 applications.apply_for_distributor(me, *GOOD)

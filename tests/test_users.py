@@ -40,13 +40,15 @@ def later(fields: dict, seconds: int) -> dict:
     return {**fields, "CreateTime": int(fields["CreateTime"]) + seconds}
 
 
-# Each door a person can come through, and what it should record.
+# Each door a person can come through, and what it should record. (Whether a
+# first SCAN/text/click should also mark the person as following is left open:
+# only followers can send those, but the product records "never" today.)
 DOORS = {
     "subscribe": (lambda w, o: w.subscribe(o), "subscribe", "subscribed"),
     "subscribe via QR code": (lambda w, o: w.subscribe(o, "dist42"), "scan", "subscribed"),
-    "SCAN": (lambda w, o: w.scan(o, "dist42"), "scan", "never"),
-    "text": (lambda w, o: w.text(o, "你好"), "message", "never"),
-    "click": (lambda w, o: w.click(o, "SHOP"), "message", "never"),
+    "SCAN": (lambda w, o: w.scan(o, "dist42"), "scan", None),
+    "text": (lambda w, o: w.text(o, "你好"), "message", None),
+    "click": (lambda w, o: w.click(o, "SHOP"), "message", None),
 }
 
 
@@ -59,7 +61,8 @@ def test_first_contact_records_the_person_once(app, wechat, door):
     assert d.reply and d.reply["Content"], "a first contact deserves an answer"
     user = the_user(openid)
     assert user.first_contact == first_contact
-    assert user.subscription == subscription
+    if subscription:
+        assert user.subscription == subscription
     assert user.last_interaction_at is not None
     # Coming back through every other door adds nobody.
     for other in DOORS.values():

@@ -19,6 +19,7 @@ from dataclasses import replace
 
 import pytest
 import requests
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from sqlalchemy import func, select
 
 from app import create_app
@@ -72,8 +73,6 @@ def post_encrypted(client, server: WeChatServer, encrypted: str, msg_signature: 
 def aes_encrypt_bytes(server: WeChatServer, raw: bytes, appid: str | None = None) -> str:
     """WeChat's framing around arbitrary bytes (AESBox.encrypt takes text)."""
     box = AESBox(server.encoding_aes_key, appid or server.appid)
-    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-
     plain = os.urandom(16) + struct.pack(">I", len(raw)) + raw + box.appid.encode()
     pad = 32 - len(plain) % 32
     plain += bytes([pad]) * pad

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 
+import requests
 from flask import current_app
 from wechatpy import WeChatClient, WeChatOAuth
 from wechatpy.session.redisstorage import RedisStorage
@@ -23,9 +24,19 @@ TIMEOUT = 5
 TOKEN_MARGIN = 300
 
 
+class TimeoutSession(requests.Session):
+    """wechatpy fetches the token with no timeout: a hung WeChat would hang
+    the worker while it holds the refresh lock."""
+
+    def request(self, *args, **kwargs):
+        kwargs.setdefault("timeout", TIMEOUT)
+        return super().request(*args, **kwargs)
+
+
 class SharedTokenClient(WeChatClient):
     def __init__(self, appid: str, secret: str, api_base: str, redis) -> None:
         super().__init__(appid, secret, session=RedisStorage(redis, prefix="wechat"), timeout=TIMEOUT)
+        self._http = TimeoutSession()
         self.API_BASE_URL = f"{api_base}/cgi-bin/"
         self.api_base = api_base
         self.redis = redis

@@ -74,7 +74,9 @@ def _dedupe_key(msg, fields: dict[str, str]) -> str:
     msg_id = fields.get("MsgId") or fields.get("MsgID")
     if msg_id and msg.type != "event":
         return f"wx:seen:msg:{msg_id}"
-    return f"wx:seen:evt:{msg.source}:{fields.get('CreateTime', '')}:{fields.get('Event', msg.type)}"
+    # A retry repeats EventKey too; two different menu taps in one second do not.
+    return (f"wx:seen:evt:{msg.source}:{fields.get('CreateTime', '')}:{fields.get('Event', msg.type)}"
+            f":{fields.get('EventKey', '')}")
 
 
 @bp.post("/wx")
