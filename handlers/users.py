@@ -54,21 +54,21 @@ def record_contact(openid: str, via: FirstContact, at: datetime | None = None) -
 
 
 def touch(openid: str, via: FirstContact, at: datetime | None = None) -> Contact:
-    """A message or event from the user: record them and open the 48 h window."""
+    """A message or event from the user: record them and open the 48 h
+    window. Only followers can send one, so they follow (even if we missed
+    or never saw their subscribe event)."""
     at = at or now()
     contact = record_contact(openid, via, at)
-    contact.user.last_interaction_at = at
-    return contact
-
-
-def subscribe(openid: str, via: FirstContact = FirstContact.SUBSCRIBE, at: datetime | None = None) -> Contact:
-    at = at or now()
-    contact = touch(openid, via, at)
     user = contact.user
+    user.last_interaction_at = at
     if user.subscription != Subscription.SUBSCRIBED.value:
         user.subscription = Subscription.SUBSCRIBED.value
         user.subscribed_at = at
     return contact
+
+
+def subscribe(openid: str, via: FirstContact = FirstContact.SUBSCRIBE, at: datetime | None = None) -> Contact:
+    return touch(openid, via, at)
 
 
 def unsubscribe(openid: str, at: datetime | None = None) -> User:

@@ -10,18 +10,19 @@ from models import Distributor, FirstContact, User
 _seq = itertools.count(1)
 
 
-def make_user(nickname: str | None = None) -> User:
-    n = next(_seq)
-    user = users.record_contact(f"oTEST{n:06d}{'x' * 16}", FirstContact.SUBSCRIBE).user
+def make_user(nickname: str | None = None, openid: str | None = None) -> User:
+    openid = openid or f"oTEST{next(_seq):06d}{'x' * 16}"
+    user = users.record_contact(openid, FirstContact.SUBSCRIBE).user
     if nickname:
         user.nickname = nickname
     outbox.commit()
     return user
 
 
-def make_distributor(nickname: str = "分销商", referrer: Distributor | None = None) -> Distributor:
+def make_distributor(nickname: str = "分销商", referrer: Distributor | None = None,
+                     openid: str | None = None) -> Distributor:
     """A user brought by ``referrer`` (through their invite code) and approved."""
-    user = make_user(nickname)
+    user = make_user(nickname, openid)
     code = referrer.unit.invite_code if referrer else ""
     application = applications.apply_for_distributor(user, "张三", "13800138000", "想分享好东西", code)
     outbox.commit()

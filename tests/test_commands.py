@@ -143,7 +143,7 @@ def _all_bot_links(wechat, person) -> set[str]:
 
 def test_every_linked_page_opens_for_a_signed_in_person(wechat, settings, person):
     urls = _all_bot_links(wechat, person)
-    assert len(urls) >= 4, urls
+    assert len(urls) >= 3, urls  # a customer: shop, apply, leaderboard (distributors: test_bot_distribution)
     browser = login(settings, person.openid)
     for url in sorted(urls):
         # A page may send the person on (e.g. to the application form first),

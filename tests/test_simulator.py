@@ -175,7 +175,7 @@ EXPECTED_REPLIES = {
     "SHOP": "进入商城",
     "MY_QRCODE": "专属二维码海报",
     "MY_INCOME": "收入与提现仅对分销商开放",
-    "CENTER": "进入分销中心",
+    "CENTER": "分销中心是分销商的主页",
     "APPLY": "填写申请",
     "LEADERBOARD": "查看排行榜",
     "HELP": "「帮助」再看一次本说明",

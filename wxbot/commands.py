@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from typing import Callable
 
-from flask import current_app
+from wechatpy.replies import ImageReply
 
-from models import User
+from handlers import applications, outbox, referrals
+from handlers.referrals import Touch
+from handlers.settings import link
+from models import ApplicationStatus, Distributor, TouchOutcome, Unit, User
 
 Command = Callable[[User], object]
 COMMANDS: dict[str, Command] = {}
@@ -37,12 +40,12 @@ def run(key: str, user: User) -> object | None:
     return fn(user) if fn else None
 
 
-def page(path: str) -> str:
-    return f"{current_app.config['SETTINGS']['app']['base_url']}/h5/{path.lstrip('/')}"
+def unit_link(unit: Unit, text: str) -> str:
+    return link(f"u/{unit.slug}", text)
 
 
-def link(path: str, text: str) -> str:
-    return f'<a href="{page(path)}">{text}</a>'
+def _become_one(what: str) -> str:
+    return f"{what}\n成为分销商即可拥有：{link('apply', '申请成为分销商')}"
 
 
 @command("SHOP", "商城", "购物", "买")
@@ -51,15 +54,31 @@ def shop(user: User) -> str:
 
 
 @command("MY_QRCODE", "我的二维码", "二维码", "海报")
-def my_qrcode(user: User) -> str:
-    return (
-        "专属二维码海报是分销商的推广工具：朋友扫码关注后就归属于你，"
-        f"他们下单你就有佣金。\n成为分销商后即可领取：{link('apply', '申请成为分销商')}"
-    )
+def my_qrcode(user: User) -> object:
+    distributor = referrals.distributor_of(user.id)
+    if distributor is None:
+        return _become_one("专属二维码海报是分销商的推广工具：朋友扫码关注后就归属于你，他们下单你就有佣金。")
+    from .unit_jobs import poster_media_id
+
+    media_id = poster_media_id(distributor.unit)
+    if media_id:
+        return ImageReply(media_id=media_id)
+    # Uploading is an outbound call: never on the request path.
+    outbox.after_commit("wxbot.unit_jobs.send_poster", user.openid, distributor.unit.id)
+    return (f"你的专属海报正在生成，马上发给你📮\n邀请码：{distributor.unit.invite_code}\n"
+            f"也可以在这里查看和保存：{link('qrcode', '我的二维码')}")
 
 
 @command("APPLY", "申请分销", "申请", "分销商")
 def apply(user: User) -> str:
+    if referrals.distributor_of(user.id):
+        return f"你已经是分销商啦，小店、海报和团队都在：{link('center', '分销中心')}"
+    latest = applications.latest_application(user.id)
+    if latest and latest.status == ApplicationStatus.PENDING.value:
+        return f"你的申请正在审核中，结果会第一时间通知你。\n{link('apply', '查看申请进度')}"
+    if latest and latest.status == ApplicationStatus.REJECTED.value:
+        return (f"你上次的申请未通过，原因：{latest.reject_reason}\n"
+                f"冷静期过后可重新申请：{link('apply', '查看并重新申请')}")
     return (
         "成为分销商，拥有自己的小店、二维码海报和邀请码，好友购买即可获得佣金。\n"
         f"👉 {link('apply', '填写申请')}（姓名、手机号、申请理由，一分钟完成）"
@@ -68,10 +87,10 @@ def apply(user: User) -> str:
 
 @command("MY_INCOME", "我的收入", "收入", "佣金")
 def my_income(user: User) -> str:
-    return (
-        "收入与提现仅对分销商开放：好友通过你的小店下单，你可获得佣金，"
-        f"确认收货并过了退款期后即可提现。\n{link('apply', '申请成为分销商')}"
-    )
+    if referrals.distributor_of(user.id) is None:
+        return _become_one("收入与提现仅对分销商开放：好友通过你的小店下单，你可获得佣金，"
+                           "确认收货并过了退款期后即可提现。")
+    return f"收入明细与提现即将开放，先看看你的团队吧：{link('center', '分销中心')}"
 
 
 @command("LEADERBOARD", "排行榜", "排行")
@@ -81,7 +100,11 @@ def leaderboard(user: User) -> str:
 
 @command("CENTER", "分销中心", "中心", "我的")
 def center(user: User) -> str:
-    return f"分销中心：收入、团队、订单、二维码都在这里。\n👉 {link('center', '进入分销中心')}"
+    distributor = referrals.distributor_of(user.id)
+    if distributor is None:
+        return _become_one("分销中心是分销商的主页：收入、团队、订单和二维码都在这里。")
+    return (f"{distributor.unit.name}｜{'一级' if distributor.level == 1 else '二级'}分销商\n"
+            f"收入、团队、订单、二维码都在这里：\n👉 {link('center', '进入分销中心')}")
 
 
 @command("HELP", "帮助", "help", "?", "？", "菜单")
@@ -94,13 +117,52 @@ def help_(user: User) -> str:
         "「我的收入」查看佣金与提现\n"
         "「排行榜」看销售排行\n"
         "「分销中心」进入个人中心\n"
-        "「帮助」再看一次本说明"
+        "「帮助」再看一次本说明\n"
+        "朋友给了你邀请码？直接发送邀请码即可绑定。"
     )
 
 
-def welcome(user: User) -> str:
+def _shop_of(touch: Touch | None) -> Distributor | None:
+    """The distributor whose code the user just used, if it names one."""
+    if touch is None or touch.unit is None or touch.outcome in (TouchOutcome.UNKNOWN, TouchOutcome.MERCHANT):
+        return None
+    return touch.unit.distributor
+
+
+def welcome(user: User, touch: Touch | None = None) -> str:
+    owner = _shop_of(touch)
+    if owner and touch.outcome is not TouchOutcome.SELF:
+        return (f"{user.display_name}，欢迎关注！🎉\n{owner.user.display_name} 邀请你来逛逛"
+                f"「{owner.unit.name}」：\n🛒 {unit_link(owner.unit, '进入小店')}\n"
+                f"💰 {link('apply', '我也要开店赚佣金')}\n发送「帮助」查看全部功能。")
     return (
         f"{user.display_name}，欢迎关注！🎉\n"
         f"这里有品牌好物，也能边买边赚：\n🛒 {link('shop', '逛商城')}\n💰 {link('apply', '申请成为分销商')}\n"
         "发送「帮助」查看全部功能。"
     )
+
+
+def scanned(user: User, touch: Touch) -> str:
+    owner = _shop_of(touch)
+    if owner is None:
+        return f"{user.display_name}，欢迎回来！\n🛒 {link('shop', '逛商城')}"
+    if touch.outcome is TouchOutcome.SELF:
+        return f"这是你自己的小店二维码，分享给朋友吧！\n{link('qrcode', '我的二维码')}"
+    return f"欢迎来到「{owner.unit.name}」！\n🛒 {unit_link(owner.unit, '进入小店')}"
+
+
+INVITE_REPLIES = {
+    TouchOutcome.ALREADY_OWNED: "你已经有推荐人了，推荐关系一经绑定不能更改。",
+    TouchOutcome.SELF: "这是你自己的邀请码，发给朋友让他们绑定吧😊",
+    TouchOutcome.DISTRIBUTOR: "你已经是分销商了，无需再绑定邀请码。",
+    TouchOutcome.UNKNOWN: "没有找到这个邀请码，请核对后再发送（邀请码为 6 位字母和数字）。",
+    TouchOutcome.MERCHANT: "没有找到这个邀请码，请核对后再发送。",
+}
+
+
+def invited(user: User, touch: Touch) -> str:
+    if touch.outcome is TouchOutcome.BOUND:
+        owner = touch.unit.distributor
+        return (f"绑定成功！你的推荐人是 {owner.user.display_name}🎉\n"
+                f"去逛逛「{owner.unit.name}」：{unit_link(owner.unit, '进入小店')}")
+    return INVITE_REPLIES[touch.outcome]

@@ -8,8 +8,9 @@ from typing import Callable
 
 from wechatpy.messages import BaseMessage
 
-from handlers import users
-from models import FirstContact
+from handlers import referrals, users
+from handlers.codes import normalise_invite_code
+from models import FirstContact, Source
 
 from . import commands
 
@@ -50,9 +51,12 @@ def fallback(msg: BaseMessage) -> None:
 @on("text")
 def text(msg: BaseMessage) -> object:
     user = users.touch(msg.source, FirstContact.MESSAGE).user
-    key = commands.match(msg.content or "")
+    content = msg.content or ""
+    key = commands.match(content)
     if key:
         return commands.run(key, user)
+    if normalise_invite_code(content):
+        return commands.invited(user, referrals.attribute_referral(user, Source.INVITE, content))
     return "没听懂这句话呢😊 发送「帮助」看看我能做什么，或点击下方菜单。"
 
 
@@ -64,16 +68,16 @@ def subscribe(msg: BaseMessage) -> object:
 
 @on("event:subscribe_scan")
 def subscribe_scan(msg: BaseMessage) -> object:
+    """A follow through a parametric QR code: ``EventKey=qrscene_<scene>``."""
     user = users.subscribe(msg.source, FirstContact.SCAN).user
-    log.info("follow through QR scene %r by %s", msg.scene_id, msg.source)
-    return commands.welcome(user)
+    return commands.welcome(user, referrals.attribute_referral(user, Source.QR, msg.scene_id or ""))
 
 
 @on("event:scan")
 def scan(msg: BaseMessage) -> object:
+    """A follower scanned a parametric QR code: ``EventKey=<scene>``."""
     user = users.touch(msg.source, FirstContact.SCAN).user
-    log.info("scan of QR scene %r by %s", msg.scene_id, msg.source)
-    return f"{user.display_name}，欢迎回来！\n🛒 {commands.link('shop', '逛商城')}"
+    return commands.scanned(user, referrals.attribute_referral(user, Source.QR, msg.scene_id or ""))
 
 
 @on("event:unsubscribe")
