@@ -23,7 +23,7 @@ def _distributor_or_apply():
 
 
 @bp.route("/apply", methods=["GET", "POST"])
-@login_required
+@login_required(profile=True)  # the shop is named after the applicant, the poster shows their avatar
 def apply():
     user = current_user()
     if referrals.distributor_of(user.id):

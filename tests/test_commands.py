@@ -56,7 +56,8 @@ def login(settings, openid: str) -> requests.Session:
     redirects back with a code, and the callback exchanges it."""
     base = settings["app"]["base_url"]
     browser = requests.Session()
-    page = browser.get(f"{base}/h5/auth/login", params={"next": "/h5/"}, timeout=5)
+    # userinfo: the apply page needs the person's name and avatar (their shop and poster carry them).
+    page = browser.get(f"{base}/h5/auth/login", params={"next": "/h5/", "scope": "snsapi_userinfo"}, timeout=5)
     assert page.status_code == 200 and urlsplit(page.url).path.endswith("/connect/oauth2/authorize")
     args = {k: v[0] for k, v in parse_qs(urlsplit(page.url).query).items()}
     form = {k: args.get(k, "") for k in ("appid", "redirect_uri", "response_type", "scope", "state")}

@@ -189,3 +189,14 @@ def test_unit_prepare_sweep_requeues_units_missing_a_code(app, person, base, job
     jobs.run()
     db.session.rollback()
     assert db.session.get(Unit, unit.id).qr_status == "ready"
+
+
+def test_the_apply_page_asks_for_the_profile_only_when_it_is_missing(sandbox_user, base):
+    who = sandbox_user("小新")
+    browser = requests.Session()
+    log_in(browser, base, who.openid)  # snsapi_base: silent, no nickname
+    res = browser.get(f"{base}/h5/apply", allow_redirects=False)
+    assert res.status_code == 302 and "scope=snsapi_userinfo" in res.headers["Location"]
+    assert browser.get(f"{base}/h5/shop", allow_redirects=False).status_code == 200  # others don't ask
+    log_in(browser, base, who.openid, scope="snsapi_userinfo")
+    assert browser.get(f"{base}/h5/apply", allow_redirects=False).status_code == 200
