@@ -48,19 +48,25 @@ def _record(openid: str, direction: str, msg_type: str, body: dict) -> None:
 
 
 def _deliver(user: SandboxUser, fields: dict, shown: dict) -> None:
-    """Show what the user did, push it to /wx, show the passive reply."""
+    """Show what the user did, push it to /wx, show the passive reply.
+
+    The reply's place in the chat is taken before the push: messages the
+    product sends while answering (inline jobs in the try-out) must come
+    after it, as they do in WeChat."""
     _record(user.openid, "user", shown.pop("type", "text"), shown)
+    slot = SandboxMessage(openid=user.openid, direction="reply", msg_type="pending", body={})
+    db.session.add(slot)
     db.session.commit()  # the webhook runs in another request; don't hold SQLite's lock
     try:
         delivery = server().push(fields)
     except (requests.RequestException, ValueError) as exc:
         log.warning("simulator push failed: %s", exc)
-        _record(user.openid, "system", "text", {"content": f"推送失败：{exc}"})
+        slot.direction, slot.msg_type, slot.body = "system", "text", {"content": f"推送失败：{exc}"}
         db.session.commit()
         return
     if delivery.status != 200:
-        _record(user.openid, "system", "text",
-                {"content": f"公众号返回 HTTP {delivery.status}：{delivery.body[:200].decode(errors='replace')}"})
+        slot.direction, slot.msg_type = "system", "text"
+        slot.body = {"content": f"公众号返回 HTTP {delivery.status}：{delivery.body[:200].decode(errors='replace')}"}
     elif delivery.reply:
         reply = delivery.reply
         kind = str(reply.get("MsgType", "text"))
@@ -72,7 +78,9 @@ def _deliver(user: SandboxUser, fields: dict, shown: dict) -> None:
             body = {"articles": reply.get("Articles", [])}
         else:
             body = {"raw": {k: str(v) for k, v in reply.items()}}
-        _record(user.openid, "reply", kind, body)
+        slot.msg_type, slot.body = kind, body
+    else:
+        db.session.delete(slot)  # "success": nothing to show
     db.session.commit()
 
 

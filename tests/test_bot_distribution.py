@@ -167,3 +167,22 @@ def test_a_scan_in_the_simulator_of_a_real_unit_code_attributes(app, sandbox_use
     assert "阿强 邀请你来逛逛" in page
     newest = db.session.scalars(select(User).order_by(User.id.desc())).first()
     assert newest.referrer_id == d.user_id
+
+
+def test_in_the_simulator_the_reply_comes_before_what_is_sent_after_it(app, settings, jobs):
+    import requests
+
+    base = settings["app"]["base_url"]
+    browser = requests.Session()
+    browser.post(f"{base}/sandbox/users", data={"nickname": "店主"})
+    browser.post(f"{base}/sandbox/follow")
+    openid = browser.cookies["sandbox_openid"]
+    make_distributor("店主", openid=openid)
+    jobs.run()
+    browser.post(f"{base}/sandbox/click", data={"key": "MY_QRCODE", "name": "我的二维码"})
+    jobs.run()
+    db.session.rollback()
+    chat = db.session.scalars(select(SandboxMessage).where(SandboxMessage.openid == openid)
+                              .order_by(SandboxMessage.id)).all()
+    kinds = [(m.direction, m.msg_type) for m in chat if m.direction != "user"]
+    assert kinds[-2:] == [("reply", "text"), ("custom", "image")]
