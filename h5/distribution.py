@@ -61,6 +61,8 @@ def center():
 def qrcode():
     distributor = _distributor_or_apply()
     unit = distributor.unit
+    units.ensure_prepared(unit)
+    outbox.commit()
     return render_template("qrcode.html", d=distributor, unit=unit, unit_url=unit_url(unit))
 
 

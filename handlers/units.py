@@ -32,6 +32,13 @@ def get_unit(unit_id: int) -> Unit:
     return unit
 
 
+def ensure_prepared(unit: Unit) -> None:
+    """Ask again for a QR code or poster that is still missing (the job is
+    idempotent and keyed by unit, so asking twice queues it once)."""
+    if not unit.is_merchant and (unit.qr_status != QRStatus.READY.value or not unit.poster_version):
+        outbox.after_commit("wxbot.unit_jobs.prepare_unit", unit.id, job_id=f"prepare-unit-{unit.id}")
+
+
 def create_unit(distributor: Distributor, name: str) -> Unit:
     """A unit with a fresh link, invite code and QR scene; the QR code and the
     poster are made in the background (``wxbot.jobs.prepare_unit``)."""
@@ -44,7 +51,7 @@ def create_unit(distributor: Distributor, name: str) -> Unit:
         except IntegrityError:
             log.warning("random unit codes collided; drawing again")
             continue
-        outbox.after_commit("wxbot.unit_jobs.prepare_unit", unit.id, job_id=f"prepare-unit-{unit.id}")
+        ensure_prepared(unit)
         return unit
     raise RuntimeError("could not draw unique unit codes")
 
@@ -69,7 +76,7 @@ def poster_rendered(unit_id: int, png: bytes) -> Unit:
 def units_missing_qr() -> list[int]:
     return list(db.session.scalars(select(Unit.id).where(
         Unit.distributor_id.is_not(None),
-        (Unit.qr_status != QRStatus.READY.value) | Unit.poster_version.is_(None) | (Unit.poster_version == 0))))
+        (Unit.qr_status != QRStatus.READY.value) | (Unit.poster_version == 0))))
 
 
 def count_units() -> int:
