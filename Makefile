@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run test setup worker
+.PHONY: run test setup seed worker
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +22,12 @@ $(VENV)/.test-installed: requirements-test.txt $(VENV)/.installed
 setup: $(VENV)/.installed
 	$(BIN)/flask --app wsgi db upgrade
 
+# The try-out starts with a small catalogue (only when none is configured).
+seed: setup
+	@if [ -z "$$FENXIAO_CONFIG" ] && [ ! -f config.toml ]; then $(BIN)/flask --app wsgi products seed; fi
+
 # Set up, migrate and serve on the embedded defaults (or FENXIAO_CONFIG / config.toml).
-run: setup
+run: seed
 	@echo ""
 	@echo "  Fenxiao is starting at http://$(HOST):$(PORT)/"
 	@echo "  Try it without WeChat: open http://$(HOST):$(PORT)/sandbox/ (the phone simulator)"

@@ -73,6 +73,7 @@ def _render_item(kind, obj, autogen_context):
 
 def register_blueprints(app: Flask, settings: Settings) -> None:
     from h5 import bp as h5_bp
+    from pay import bp as pay_bp
     from wxbot.webhook import bp as wx_bp
 
     from .health import bp as health_bp
@@ -88,6 +89,8 @@ def register_blueprints(app: Flask, settings: Settings) -> None:
     app.register_blueprint(wx_bp)
     csrf.exempt(wx_bp)
     app.register_blueprint(h5_bp)
+    app.register_blueprint(pay_bp)
+    csrf.exempt(pay_bp)  # gateways sign their notifications; they carry no CSRF token
     if settings["wechat"]["sandbox"]:
         from sandbox import register as register_sandbox
 

@@ -73,6 +73,12 @@ def _aes_key(value: str) -> str | None:
     return None
 
 
+def _file_or_empty(value: str) -> str | None:
+    if value and not Path(value).is_file():
+        return f"names {value}, which is not a readable file"
+    return None
+
+
 def _one_of(*allowed: str) -> Callable[[Any], str | None]:
     return lambda v: None if v in allowed else f"must be one of {', '.join(allowed)}"
 
@@ -110,6 +116,32 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "level2_rate_bp": Key(500, int, _range(0, 10000)),
         "review_threshold_fen": Key(0, int, _range(0, 10**10)),
         "reapply_cooldown_hours": Key(72, int, _range(0, 24 * 365)),
+    },
+    "orders": {
+        "pay_timeout_minutes": Key(30, int, _range(1, 24 * 60)),
+        "auto_confirm_days": Key(7, int, _range(1, 60)),
+        "max_quantity": Key(99, int, _range(1, 10000)),
+    },
+    # A payment channel is on when its merchant id is set; then its keys are required.
+    "wechatpay": {
+        "mchid": Key("", str),
+        "appid": Key("", str),
+        "private_key_path": Key("", str, _file_or_empty),
+        "cert_serial_no": Key("", str),
+        "apiv3_key": Key("", str, lambda v: None if not v or len(v.encode()) == 32 else "must be 32 bytes",
+                         secret=True),
+        "public_key_path": Key("", str, _file_or_empty),
+        "public_key_id": Key("", str),
+        "api_base": Key("https://api.mch.weixin.qq.com", str, _url),
+        "sandbox": Key(False, bool),
+    },
+    "alipay": {
+        "app_id": Key("", str),
+        "seller_id": Key("", str),
+        "app_private_key_path": Key("", str, _file_or_empty),
+        "alipay_public_key_path": Key("", str, _file_or_empty),
+        "gateway": Key("https://openapi.alipay.com/gateway.do", str, _url),
+        "sandbox": Key(False, bool),
     },
     "queue": {
         "name": Key("fenxiao", str, _nonempty),
@@ -205,10 +237,30 @@ def build(raw: Mapping[str, Any], environ: Mapping[str, str], source: str) -> Se
         wechat["open_base"] = f"{base}/sandbox/open" if wechat["sandbox"] else REAL_OPEN_BASE
     wechat["api_base"] = wechat["api_base"].rstrip("/")
     wechat["open_base"] = wechat["open_base"].rstrip("/")
+    _check_payment_keys(data)
     for name in ("api_base", "open_base"):
         if not wechat["sandbox"] and "/sandbox/" in wechat[name] + "/":
             raise ConfigError(f"[wechat] {name} points at the sandbox platform but [wechat] sandbox is false")
     return Settings(data, source)
+
+
+PAYMENT_REQUIRED = {
+    "wechatpay": ("mchid", ("private_key_path", "cert_serial_no", "apiv3_key", "public_key_path", "public_key_id")),
+    "alipay": ("app_id", ("app_private_key_path", "alipay_public_key_path")),
+}
+
+
+def _check_payment_keys(data: dict[str, dict[str, Any]]) -> None:
+    for section, (switch, needed) in PAYMENT_REQUIRED.items():
+        if data[section][switch]:
+            for name in needed:
+                if not data[section][name]:
+                    raise ConfigError(f"[{section}] {name} is required when [{section}] {switch} is set")
+    if not data["wechatpay"]["appid"]:
+        data["wechatpay"]["appid"] = data["wechat"]["appid"]
+    for section, address in (("wechatpay", "api_base"), ("alipay", "gateway")):
+        if not data[section]["sandbox"] and "/sandbox/" in data[section][address]:
+            raise ConfigError(f"[{section}] {address} points at the sandbox but [{section}] sandbox is false")
 
 
 def tryout_defaults(instance_dir: Path) -> dict[str, Any]:
@@ -227,10 +279,14 @@ def tryout_defaults(instance_dir: Path) -> dict[str, Any]:
         }
         secrets_file.write_text(json.dumps(made))
         secrets_file.chmod(0o600)
+    from sandbox.paykeys import ensure, payment_config
+
+    base_url = "http://127.0.0.1:5000"
     return {
+        **payment_config(ensure(instance_dir / "sandbox-pay-keys"), base_url),
         "app": {
             "secret_key": made["secret_key"],
-            "base_url": "http://127.0.0.1:5000",
+            "base_url": base_url,
             "database_url": f"sqlite:///{(instance_dir / 'fenxiao.sqlite').resolve()}",
             "redis_url": "",
         },

@@ -213,6 +213,34 @@ def worker_pids(master_pid: int) -> list[int]:
         return []
 
 
+def cpu_snapshot(groups: dict[str, set[int]]) -> dict[str, float] | None:
+    """CPU seconds used so far (user + system) by each group of processes:
+    the given pid sets (with their children) and PostgreSQL / Redis by name."""
+    if not os.path.isdir("/proc"):
+        return None
+    hz = os.sysconf("SC_CLK_TCK")
+    stats = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                raw = f.read()
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().split(b"\0")[0].decode(errors="replace")
+        except OSError:
+            continue
+        fields = raw[raw.rfind(")") + 2:].split()
+        stats[int(pid)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / hz, cmd)
+    out = {name: 0.0 for name in (*groups, "postgres", "redis", "other")}
+    for pid, (ppid, cpu, cmd) in stats.items():
+        name = next((g for g, pids in groups.items() if pid in pids or ppid in pids), None)
+        if name is None:
+            name = "postgres" if "postgres" in cmd else "redis" if "redis" in cmd else "other"
+        out[name] += cpu
+    return out
+
+
 # ---------------------------------------------------------------- load generator
 def client_process(spec: dict, out_q) -> None:
     """One load-generating process: ``threads`` keep-alive connections.
@@ -337,8 +365,9 @@ class Load:
 
     phase_no = 0
 
-    def __init__(self, args, token: str, aes_key: str, scenes: list[str]) -> None:
+    def __init__(self, args, token: str, aes_key: str, scenes: list[str], servers: dict[str, int]) -> None:
         self.args, self.token, self.aes_key, self.scenes = args, token, aes_key, scenes
+        self.servers = servers  # name → gunicorn master pid, for the CPU accounting
         self.known: dict[int, list[str]] = {}  # per port: subscribed openids, for text commands
         self.sent: list[tuple[str, int, int | None]] = []  # product subscribes: openid, scene index, status
         self.ctx = mp.get_context("fork")
@@ -371,7 +400,16 @@ class Load:
         log(f"{name}: {label}, {procs_n} client processes, {warmup:.0f} s warm-up + {duration:.0f} s measured")
         if on_start:
             threading.Timer(max(0.0, measure_from - time.time()), on_start).start()
+        groups = {n: {pid} for n, pid in self.servers.items()}
+        groups["load generator"] = {p.pid for p in procs}
+        cpu: list = []
+        timers = [threading.Timer(max(0.0, at - time.time()), lambda: cpu.append(cpu_snapshot(groups)))
+                  for at in (measure_from, end_at)]
+        for timer in timers:
+            timer.start()
         parts = [q.get(timeout=end_at - time.time() + 60) for _ in procs]
+        for timer in timers:
+            timer.join()
         for p in procs:
             p.join(10)
         crashed = [p["crash"] for p in parts if "crash" in p]
@@ -398,8 +436,14 @@ class Load:
             "reconnects": counts["reconnects"], "client_max_lag_ms": max(p["max_lag"] for p in parts) * 1000,
             "subscribes_sent_incl_warmup": len(subs),
         }
+        if len(cpu) == 2 and all(cpu) and counts["measured"]:
+            used = {k: cpu[1][k] - cpu[0][k] for k in cpu[0]}
+            result["cpu_cores_used"] = {k: round(v / duration, 2) for k, v in used.items() if v > 0}
+            result["cpu_ms_per_event"] = {k: round(v * 1000 / counts["measured"], 2) for k, v in used.items() if v > 0}
         log(f"  → {result['events_per_s']:.1f} events/s, p50 {ms(pct(lat, .5))} ms, p99 {ms(pct(lat, .99))} ms, "
             f"errors {result['error_count']}")
+        if "cpu_ms_per_event" in result:
+            log("    CPU ms/event: " + ", ".join(f"{k} {v}" for k, v in result["cpu_ms_per_event"].items()))
         return result
 
 
@@ -579,7 +623,9 @@ def main(argv: list[str]) -> int:
                                            stdout=open(tmp / "rq.log", "ab"), stderr=subprocess.STDOUT,
                                            start_new_session=True)
 
-        load = Load(args, token, aes_key, [d["scene"] for d in seeded])
+        load = Load(args, token, aes_key, [d["scene"] for d in seeded],
+                    {label: procs[name].pid for name, label in (("product", "gunicorn product"),
+                     ("bare", "gunicorn bare"), ("rq", "rq worker")) if name in procs})
         smoke_result = smoke(args, token, aes_key, seeded, load)
         if not smoke_result["ok"]:
             log("smoke check FAILED: " + "; ".join(smoke_result["problems"][:3]))

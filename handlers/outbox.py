@@ -8,7 +8,9 @@ that handlers never import the transports that perform them.
 """
 from __future__ import annotations
 
+import functools
 import logging
+from datetime import datetime
 from typing import Any
 
 from rq.job import JobStatus
@@ -25,21 +27,35 @@ ACTIVE = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DE
 def after_commit(job: str, *args: Any, job_id: str | None = None) -> None:
     """Queue ``job(*args)`` to run once the current transaction commits.
     ``job_id`` makes the job itself idempotent: RQ keeps one job per id."""
+    _pending().append((job, args, job_id, None))
+
+
+def after_commit_at(when: datetime, job: str, *args: Any, job_id: str | None = None) -> None:
+    """Queue ``job(*args)`` to run at ``when`` (RQ's scheduler; the worker
+    runs with it). Without Redis nothing waits in the background: the sweep
+    commands and the pages that look at a due row do the work instead."""
+    _pending().append((job, args, job_id, when))
+
+
+def _pending() -> list:
     session = db.session()
     if not session.in_transaction():
         # Start the transaction now: a rollback before any statement ran
-        # must drop this job too (SQLAlchemy fires no rollback event for a
+        # must drop the job too (SQLAlchemy fires no rollback event for a
         # session that has not begun).
         session.begin()
-    session.info.setdefault(_KEY, []).append((job, args, job_id))
+    return session.info.setdefault(_KEY, [])
 
 
 def commit() -> None:
     session = db.session
     pending = session.info.pop(_KEY, [])
     session.commit()
-    for job, args, job_id in pending:
-        enqueue(job, *args, job_id=job_id)
+    for job, args, job_id, when in pending:
+        if when:
+            enqueue_at(when, job, *args, job_id=job_id)
+        else:
+            enqueue(job, *args, job_id=job_id)
 
 
 def rollback() -> None:
@@ -62,3 +78,27 @@ def enqueue(job: str, *args: Any, job_id: str | None = None) -> None:
 @event.listens_for(Session, "after_rollback")
 def _drop_pending(session: Session) -> None:
     session.info.pop(_KEY, None)
+
+
+def enqueue_at(when: datetime, job: str, *args: Any, job_id: str | None = None) -> None:
+    q = queue.queue
+    if not q.is_async:
+        return
+    q.enqueue_at(when, job, *args, job_id=job_id, retry=queue.retry(), failure_ttl=7 * 86400)
+
+
+def job(fn):
+    """A queued job is a transport like a request: it commits once on
+    success and rolls back on error (raising lets RQ retry it)."""
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        try:
+            result = fn(*args, **kwargs)
+            commit()
+            return result
+        except Exception:
+            rollback()
+            raise
+
+    return run

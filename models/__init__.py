@@ -2,8 +2,11 @@
 from .application import APPLICATION_STATES, Application, ApplicationStatus
 from .base import Base, db, utcnow
 from .distributor import Distributor, DistributorStatus, QRStatus, Unit
+from .order import ORDER_STATES, Order, OrderLine, OrderStatus, PayChannel
+from .payment import NoticeVerdict, Payment, PaymentNotice, Refund, RefundStatus
 from .referral import ReferralTouch, TouchOutcome
 from .sandbox import SandboxMedia, SandboxMenu, SandboxMessage, SandboxQRCode, SandboxUser
+from .shop import Address, Product, UnitProduct
 from .states import IllegalTransition, StateMachine
 from .user import FirstContact, Source, Subscription, User
 
@@ -13,5 +16,8 @@ __all__ = [
     "Distributor", "DistributorStatus", "Unit", "QRStatus",
     "Application", "ApplicationStatus", "APPLICATION_STATES",
     "ReferralTouch", "TouchOutcome",
+    "Product", "UnitProduct", "Address",
+    "Order", "OrderLine", "OrderStatus", "ORDER_STATES", "PayChannel",
+    "Payment", "PaymentNotice", "NoticeVerdict", "Refund", "RefundStatus",
     "SandboxUser", "SandboxQRCode", "SandboxMessage", "SandboxMedia", "SandboxMenu",
 ]

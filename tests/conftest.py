@@ -9,6 +9,7 @@ import base64
 import os
 import secrets
 import socket
+import tempfile
 import threading
 from pathlib import Path
 
@@ -39,8 +40,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+PAY_KEYS_DIR = Path(tempfile.mkdtemp(prefix="fenxiao-paykeys-"))
+
+
 def make_raw_config(base_url: str, database_url: str, **overrides) -> dict:
+    from sandbox.paykeys import ensure, payment_config
+
     raw = {
+        **payment_config(ensure(PAY_KEYS_DIR), base_url),
         "app": {"secret_key": secrets.token_urlsafe(24), "base_url": base_url,
                 "database_url": database_url, "redis_url": REDIS_URL},
         "wechat": {"appid": APPID, "secret": secrets.token_hex(16), "token": "fenxiaotesttoken",

@@ -6,7 +6,6 @@ max_retries``); errors that a retry cannot fix are logged and swallowed.
 """
 from __future__ import annotations
 
-import functools
 import io
 import logging
 from pathlib import Path
@@ -28,20 +27,7 @@ PERMANENT = {INVALID_OPENID, OUT_OF_WINDOW, USER_REFUSED, 40037, 41028, 43101}
 MEDIA_TTL = 3 * 86400 - 3600  # a temporary media id lives 3 days
 
 
-def job(fn):
-    """One transaction per job: commit on success, roll back on error."""
-
-    @functools.wraps(fn)
-    def run(*args, **kwargs):
-        try:
-            result = fn(*args, **kwargs)
-            outbox.commit()
-            return result
-        except Exception:
-            outbox.rollback()
-            raise
-
-    return run
+job = outbox.job
 
 
 def _permanent(exc: WeChatClientException, what: str) -> bool:

@@ -1,0 +1,310 @@
+"""Orders (PRODUCT.md flows 6-7): placing, the one state machine, timed moves.
+
+Every move goes through ``_move``, which locks the order row and asks
+``ORDER_STATES``; anything the table does not allow raises
+``IllegalTransition`` and changes nothing. Stock is reserved at order time
+with one conditional UPDATE per product (``stock >= quantity``), in product
+id order, so concurrent buyers of the last items can never oversell and
+never deadlock.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+
+from models import (ORDER_STATES, Address, Distributor, Order, OrderLine, OrderStatus, Product, Unit, User, db)
+
+from . import outbox, referrals, settings, units
+from .applications import MOBILE
+from .clock import now
+from .errors import Conflict, DomainError, Forbidden, NotFound
+
+log = logging.getLogger(__name__)
+S = OrderStatus
+ORDER_NO = re.compile(r"^[0-9]{20}$")
+MAX_LINES = 20
+
+
+class OutOfStock(Conflict):
+    pass
+
+
+@dataclass(frozen=True)
+class Receiver:
+    name: str
+    mobile: str
+    address: str
+
+    @classmethod
+    def checked(cls, name: str, mobile: str, address: str) -> "Receiver":
+        name = " ".join((name or "").split())
+        mobile = re.sub(r"[\s-]", "", mobile or "").removeprefix("+86")
+        address = " ".join((address or "").split())
+        if not 1 <= len(name) <= 20:
+            raise DomainError("请填写收货人姓名")
+        if not MOBILE.match(mobile):
+            raise DomainError("请填写正确的 11 位大陆手机号")
+        if not 5 <= len(address) <= 200:
+            raise DomainError("请填写详细的收货地址（省市区、街道、门牌号）")
+        return cls(name, mobile, address)
+
+
+@dataclass(frozen=True)
+class Buyer:
+    """Who is buying: a WeChat user, or a guest outside WeChat known by the
+    mobile number they gave and the unit link their browser opened."""
+
+    user: User | None = None
+    guest_mobile: str | None = None
+    guest_unit_slug: str | None = None
+
+    def owns(self, order: Order) -> bool:
+        if self.user is not None:
+            return order.buyer_id == self.user.id
+        return bool(self.guest_mobile) and order.buyer_id is None and order.guest_mobile == self.guest_mobile
+
+
+@dataclass(frozen=True)
+class SalePlace:
+    unit: Unit
+    distributor: Distributor | None
+    parent: Distributor | None
+
+
+def sale_place(buyer: Buyer) -> SalePlace:
+    """PRODUCT.md flow 7, decided here and nowhere else: a distributor buys
+    in their own unit; a customer in the unit of the distributor who owns
+    them; anyone else in the merchant's unit."""
+    distributor = None
+    if buyer.user is not None:
+        distributor = referrals.distributor_of(buyer.user.id) or referrals.owner_of(buyer.user)
+    elif buyer.guest_unit_slug:
+        unit = units.unit_by_slug(buyer.guest_unit_slug)
+        distributor = unit.distributor if unit is not None else None
+    if distributor is None or not distributor.is_active:
+        return SalePlace(units.merchant_unit(), None, None)
+    return SalePlace(distributor.unit, distributor, distributor.parent)
+
+
+def new_order_no(at: datetime) -> str:
+    # Date for people reading it, 12 random digits so nobody can guess another.
+    return at.strftime("%y%m%d%H") + f"{secrets.randbelow(10**12):012d}"
+
+
+def place_order(buyer: Buyer, items: dict[int, int], receiver: Receiver, note: str = "",
+                at: datetime | None = None) -> Order:
+    at = at or now()
+    if buyer.user is None and not (buyer.guest_mobile and MOBILE.match(buyer.guest_mobile)):
+        raise DomainError("请先填写手机号")
+    limit = settings.section("orders")["max_quantity"]
+    items = {int(pid): int(qty) for pid, qty in items.items() if int(qty) != 0}
+    if not items:
+        raise DomainError("购物车是空的")
+    if len(items) > MAX_LINES:
+        raise DomainError(f"一次最多购买 {MAX_LINES} 种商品")
+    if any(not 1 <= qty <= limit for qty in items.values()):
+        raise DomainError(f"每种商品一次可买 1-{limit} 件")
+    place = sale_place(buyer)
+    order = Order(order_no=new_order_no(at), buyer_id=buyer.user.id if buyer.user else None,
+                  guest_mobile=None if buyer.user else buyer.guest_mobile, unit_id=place.unit.id,
+                  distributor_id=place.distributor.id if place.distributor else None,
+                  parent_distributor_id=place.parent.id if place.parent else None,
+                  receiver_name=receiver.name, receiver_mobile=receiver.mobile,
+                  receiver_address=receiver.address, note=(note or "").strip()[:200], created_at=at,
+                  expires_at=at + timedelta(minutes=settings.section("orders")["pay_timeout_minutes"]))
+    goods = 0
+    for product_id in sorted(items):  # a fixed lock order: no deadlocks between buyers
+        qty = items[product_id]
+        product = _reserve(product_id, qty)
+        line = OrderLine(product_id=product.id, name=product.name, image=product.cover,
+                         unit_price_fen=product.price_fen, quantity=qty, amount_fen=product.price_fen * qty,
+                         level1_rate_bp=product.level1_rate_bp, level2_rate_bp=product.level2_rate_bp)
+        order.lines.append(line)
+        goods += line.amount_fen
+    order.goods_fen = order.total_fen = goods
+    db.session.add(order)
+    db.session.flush()
+    if buyer.user is not None:
+        _remember_address(buyer.user, receiver)
+    outbox.after_commit_at(order.expires_at, "pay.jobs.expire", order.order_no,
+                           job_id=f"expire-{order.order_no}")
+    log.info("order %s placed: %s fen in unit %s", order.order_no, goods, place.unit.id)
+    return order
+
+
+def _reserve(product_id: int, qty: int) -> Product:
+    reserved = db.session.execute(
+        update(Product).where(Product.id == product_id, Product.on_sale.is_(True), Product.stock >= qty)
+        .values(stock=Product.stock - qty).execution_options(synchronize_session=False)
+    ).rowcount
+    product = db.session.get(Product, product_id, populate_existing=True)
+    if product is None or not product.on_sale:
+        raise DomainError("商品已下架")
+    if reserved != 1:
+        raise OutOfStock(f"「{product.name}」库存不足，仅剩 {product.stock} 件")
+    return product
+
+
+def restore_stock(order: Order) -> None:
+    for line in sorted(order.lines, key=lambda l: l.product_id):
+        db.session.execute(update(Product).where(Product.id == line.product_id)
+                           .values(stock=Product.stock + line.quantity)
+                           .execution_options(synchronize_session=False))
+
+
+def _remember_address(user: User, receiver: Receiver) -> None:
+    address = db.session.scalars(select(Address).where(Address.user_id == user.id)).one_or_none()
+    if address is None:
+        address = Address(user_id=user.id)
+        db.session.add(address)
+    address.name, address.mobile, address.address = receiver.name, receiver.mobile, receiver.address
+
+
+def last_address(user: User | None) -> Address | None:
+    if user is None:
+        return None
+    return db.session.scalars(select(Address).where(Address.user_id == user.id)).one_or_none()
+
+
+# -- reading -------------------------------------------------------------
+
+def find_order(order_no: str, lock: bool = False) -> Order | None:
+    if not order_no or not ORDER_NO.match(order_no):
+        return None
+    query = select(Order).where(Order.order_no == order_no)
+    if lock:
+        query = query.with_for_update(of=Order).execution_options(populate_existing=True)
+    return db.session.scalars(query).one_or_none()
+
+
+def order_for(buyer: Buyer, order_no: str) -> Order:
+    order = find_order(order_no)
+    if order is None or not buyer.owns(order):
+        raise NotFound("订单不存在")
+    return order
+
+
+def orders_of(buyer: Buyer, status: str | None = None, limit: int = 50) -> list[Order]:
+    if buyer.user is not None:
+        query = select(Order).where(Order.buyer_id == buyer.user.id)
+    elif buyer.guest_mobile:
+        query = select(Order).where(Order.buyer_id.is_(None), Order.guest_mobile == buyer.guest_mobile)
+    else:
+        return []
+    if status:
+        query = query.where(Order.status == status)
+    return list(db.session.scalars(query.order_by(Order.id.desc()).limit(limit)))
+
+
+def orders_of_unit(unit: Unit, limit: int = 50) -> list[Order]:
+    return list(db.session.scalars(select(Order).where(Order.unit_id == unit.id)
+                                   .order_by(Order.id.desc()).limit(limit)))
+
+
+# -- moves ---------------------------------------------------------------
+
+def _move(order_no: str, wanted: OrderStatus) -> Order:
+    order = find_order(order_no, lock=True)
+    if order is None:
+        raise NotFound("订单不存在")
+    order.status = ORDER_STATES.check(order.status, wanted)
+    return order
+
+
+def cancel_order(order_no: str, reason: str, at: datetime | None = None, buyer: Buyer | None = None) -> Order:
+    """By the buyer (``buyer`` given: only their own order) or by the timeout."""
+    if buyer is not None:
+        order_for(buyer, order_no)
+    order = _move(order_no, S.CANCELLED)
+    order.cancelled_at, order.cancel_reason = at or now(), reason[:64]
+    restore_stock(order)
+    log.info("order %s cancelled: %s", order_no, reason)
+    return order
+
+
+def expire(order_no: str, at: datetime | None = None) -> Order | None:
+    """Cancel an unpaid order whose time is up; anything else is left alone,
+    so the delayed job, the sweep and a page view may all ask."""
+    at = at or now()
+    order = find_order(order_no, lock=True)
+    if order is None or order.status != S.PENDING.value or order.expires_at > at:
+        return None
+    return cancel_order(order_no, "超时未付款", at)
+
+
+def ship_order(order_no: str, carrier: str, tracking_no: str, at: datetime | None = None) -> Order:
+    at = at or now()
+    carrier, tracking_no = " ".join((carrier or "").split()), (tracking_no or "").strip()
+    if not 1 <= len(carrier) <= 32 or not re.fullmatch(r"[A-Za-z0-9-]{6,40}", tracking_no):
+        raise DomainError("请填写快递公司和运单号（6-40 位字母或数字）")
+    order = _move(order_no, S.SHIPPED)
+    order.carrier, order.tracking_no, order.shipped_at = carrier, tracking_no, at
+    order.auto_confirm_at = at + timedelta(days=settings.section("orders")["auto_confirm_days"])
+    outbox.after_commit_at(order.auto_confirm_at, "pay.jobs.auto_confirm", order_no,
+                           job_id=f"confirm-{order_no}")
+    return order
+
+
+def confirm_receipt(order_no: str, at: datetime | None = None, buyer: Buyer | None = None) -> Order:
+    if buyer is not None:
+        order_for(buyer, order_no)
+    order = _move(order_no, S.COMPLETED)
+    order.completed_at = at or now()
+    return order
+
+
+def auto_confirm(order_no: str, at: datetime | None = None) -> Order | None:
+    at = at or now()
+    order = find_order(order_no, lock=True)
+    if order is None or order.status != S.SHIPPED.value or order.auto_confirm_at > at:
+        return None
+    return confirm_receipt(order_no, at)
+
+
+def settle_due(order: Order, at: datetime | None = None) -> None:
+    """Apply a timed move that is due (when there is no worker to run it)."""
+    at = at or now()
+    if order.status == S.PENDING.value and order.expires_at <= at:
+        expire(order.order_no, at)
+    elif order.status == S.SHIPPED.value and order.auto_confirm_at and order.auto_confirm_at <= at:
+        auto_confirm(order.order_no, at)
+
+
+def sweep(at: datetime | None = None) -> tuple[int, int]:
+    """The safety net behind the delayed jobs: cancel every overdue unpaid
+    order and confirm every shipped order past its date. Idempotent."""
+    at = at or now()
+    expired = [no for no in db.session.scalars(select(Order.order_no).where(
+        Order.status == S.PENDING.value, Order.expires_at <= at))]
+    confirmed = [no for no in db.session.scalars(select(Order.order_no).where(
+        Order.status == S.SHIPPED.value, Order.auto_confirm_at <= at))]
+    done = [expire(no, at) for no in expired], [auto_confirm(no, at) for no in confirmed]
+    return sum(o is not None for o in done[0]), sum(o is not None for o in done[1])
+
+
+def revive_paid_late(order: Order) -> bool:
+    """A payment for an order that timed out: take its stock again if all of
+    it is still there (the buyer paid; they should get their goods)."""
+    try:
+        with db.session.begin_nested():
+            for line in sorted(order.lines, key=lambda l: l.product_id):
+                _reserve(line.product_id, line.quantity)
+    except DomainError:
+        return False
+    return True
+
+
+def unit_order_buyer_name(order: Order) -> str:
+    """Buyer names on the distributor's order list are masked."""
+    name = order.receiver_name
+    return name[0] + "*" * max(1, len(name) - 1)
+
+
+def require_owner(buyer: Buyer, order: Order) -> None:
+    if not buyer.owns(order):
+        raise Forbidden("这不是你的订单")

@@ -1,0 +1,1 @@
+"""Alipay notification endpoints (to be written)."""

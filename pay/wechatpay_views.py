@@ -1,0 +1,1 @@
+"""WeChat Pay notification endpoints (to be written)."""
