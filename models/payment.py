@@ -5,7 +5,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, UTCDateTime, utcnow
@@ -65,11 +65,17 @@ class RefundStatus(str, enum.Enum):
 
 class Refund(Base):
     __tablename__ = "refunds"
-    __table_args__ = (CheckConstraint(check_in("status", RefundStatus), name="status"),
-                      CheckConstraint("amount_fen > 0", name="amount_positive"))
+    __table_args__ = (
+        CheckConstraint(check_in("status", RefundStatus), name="status"),
+        CheckConstraint("amount_fen > 0", name="amount_positive"),
+        # Whole-order refunds: one that is pending or done per order; a failed
+        # one may be asked for again.
+        Index("uq_refunds_one_live_per_order", "order_id", unique=True,
+              postgresql_where=text("status <> 'failed'"), sqlite_where=text("status <> 'failed'")),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), unique=True)  # whole-order refunds
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
     out_refund_no: Mapped[str] = mapped_column(String(64), unique=True)
     amount_fen: Mapped[int]
     reason: Mapped[str] = mapped_column(String(80))
