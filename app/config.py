@@ -116,6 +116,21 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "level2_rate_bp": Key(500, int, _range(0, 10000)),
         "review_threshold_fen": Key(0, int, _range(0, 10**10)),
         "reapply_cooldown_hours": Key(72, int, _range(0, 24 * 365)),
+        "freeze_days": Key(7, int, _range(0, 365)),
+        "withdraw_min_fen": Key(100, int, _range(1, 10**9)),
+        "withdraw_fee_bp": Key(0, int, _range(0, 5000)),
+        "withdraw_daily_limit_fen": Key(2_000_000, int, _range(1, 10**10)),
+    },
+    # Template ids from the WeChat console (模板消息); an empty id sends no
+    # template message of that kind (the in-app notification still appears).
+    "templates": {
+        "new_member": Key("", str),
+        "new_order": Key("", str),
+        "commission_settled": Key("", str),
+        "application_approved": Key("", str),
+        "application_rejected": Key("", str),
+        "withdrawal_paid": Key("", str),
+        "withdrawal_rejected": Key("", str),
     },
     "orders": {
         "pay_timeout_minutes": Key(30, int, _range(1, 24 * 60)),
@@ -298,6 +313,7 @@ def tryout_defaults(instance_dir: Path) -> dict[str, Any]:
             "sandbox": True,
         },
         "distribution": {"review": "auto"},
+        "templates": {kind: f"TM_{kind}" for kind in SCHEMA["templates"]},  # kept by the sandbox platform
     }
 
 

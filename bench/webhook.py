@@ -3,7 +3,7 @@
 the same stack (bench/bare_app.py: signature, wechatpy parse, reply — nothing
 else), same workers and threads. See bench/README.md.
 
-    .venv/bin/python bench/webhook.py            # defaults: about 2.5 minutes
+    .venv/bin/python bench/webhook.py            # defaults: under 2 minutes
 
 Phases, each with a short warm-up that is not measured:
   1. closed loop at concurrency C against the bare endpoint → its max events/s
@@ -213,9 +213,11 @@ def worker_pids(master_pid: int) -> list[int]:
         return []
 
 
-def cpu_snapshot(groups: dict[str, set[int]]) -> dict[str, float] | None:
+def cpu_snapshot(groups: dict[str, set[int]], database: str) -> dict[str, float] | None:
     """CPU seconds used so far (user + system) by each group of processes:
-    the given pid sets (with their children) and PostgreSQL / Redis by name."""
+    the given pid sets (with their children), PostgreSQL (its background
+    processes and the backends serving ``database``) and Redis; the rest is
+    "other" (a busy machine shows there)."""
     if not os.path.isdir("/proc"):
         return None
     hz = os.sysconf("SC_CLK_TCK")
@@ -231,12 +233,21 @@ def cpu_snapshot(groups: dict[str, set[int]]) -> dict[str, float] | None:
         except OSError:
             continue
         fields = raw[raw.rfind(")") + 2:].split()
-        stats[int(pid)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / hz, cmd)
+        own, reaped = int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14])
+        stats[int(pid)] = (int(fields[1]), own / hz, reaped / hz, cmd)
     out = {name: 0.0 for name in (*groups, "postgres", "redis", "other")}
-    for pid, (ppid, cpu, cmd) in stats.items():
+    for pid, (ppid, cpu, reaped, cmd) in stats.items():
         name = next((g for g, pids in groups.items() if pid in pids or ppid in pids), None)
+        if name is not None and pid in groups[name]:
+            cpu += reaped  # children that already exited (RQ's work horses, replaced workers)
         if name is None:
-            name = "postgres" if "postgres" in cmd else "redis" if "redis" in cmd else "other"
+            if cmd.startswith("postgres"):
+                # "postgres: 15/main: user db host(port) state" for a client backend
+                name = "postgres" if "(" not in cmd or f" {database} " in cmd else "other"
+                if "(" not in cmd:
+                    cpu += reaped  # the postmaster: backends that already exited
+            else:
+                name = "redis" if "redis-server" in cmd else "other"
         out[name] += cpu
     return out
 
@@ -368,6 +379,9 @@ class Load:
     def __init__(self, args, token: str, aes_key: str, scenes: list[str], servers: dict[str, int]) -> None:
         self.args, self.token, self.aes_key, self.scenes = args, token, aes_key, scenes
         self.servers = servers  # name → gunicorn master pid, for the CPU accounting
+        from sqlalchemy.engine import make_url
+
+        self.database = make_url(args.database_url).database
         self.known: dict[int, list[str]] = {}  # per port: subscribed openids, for text commands
         self.sent: list[tuple[str, int, int | None]] = []  # product subscribes: openid, scene index, status
         self.ctx = mp.get_context("fork")
@@ -403,7 +417,7 @@ class Load:
         groups = {n: {pid} for n, pid in self.servers.items()}
         groups["load generator"] = {p.pid for p in procs}
         cpu: list = []
-        timers = [threading.Timer(max(0.0, at - time.time()), lambda: cpu.append(cpu_snapshot(groups)))
+        timers = [threading.Timer(max(0.0, at - time.time()), lambda: cpu.append(cpu_snapshot(groups, self.database)))
                   for at in (measure_from, end_at)]
         for timer in timers:
             timer.start()
@@ -532,14 +546,16 @@ def verify(args, seeded: list[dict], sent: list[tuple[str, int, int | None]]) ->
     }
 
 
-def queued_jobs(redis_url: str) -> int | None:
+def rq_counts(redis_url: str) -> dict[str, int] | None:
+    """Background jobs on the product's queue: still queued, finished, failed."""
     try:
         import redis
 
         conn = redis.Redis.from_url(redis_url)
-        n = conn.llen("rq:queue:fenxiao")
+        counts = {"queued": conn.llen("rq:queue:fenxiao"), "finished": conn.zcard("rq:finished:fenxiao"),
+                  "failed": conn.zcard("rq:failed:fenxiao")}
         conn.close()
-        return n
+        return counts
     except Exception:  # noqa: BLE001
         return None
 
@@ -575,8 +591,9 @@ def parse_args(argv: list[str]):
                    help="also run one RQ worker (flask --app wsgi worker) during the measured run; "
                         "by default none runs and the profile-fetch jobs stay queued")
     p.add_argument("--profile", action="store_true",
-                   help="py-spy record one product worker during the product's closed-loop phase "
-                        "(needs py-spy on PATH or in the venv); writes bench/results/profile-*.txt")
+                   help="py-spy record (--gil: where the CPU goes) one product worker during the product's "
+                        "closed-loop phase (needs py-spy on PATH or in the venv); writes "
+                        "bench/results/profile-*.txt, read it with bench/profile_summary.py")
     p.add_argument("--skip-bare", action="store_true", help="measure the product only")
     p.add_argument("--seed", default="fenxiao", help="random seed for the choice of distributors and commands")
     return p.parse_args(argv)
@@ -645,7 +662,7 @@ def main(argv: list[str]) -> int:
 
                 def on_start():
                     subprocess.Popen([spy, "record", "--pid", str(pids[0]), "--duration",
-                                      str(int(args.max_duration)), "--format", "raw", "--nonblocking",
+                                      str(int(args.max_duration)), "--format", "raw", "--nonblocking", "--gil",
                                       "--output", str(profile_file)], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
             else:
@@ -661,7 +678,7 @@ def main(argv: list[str]) -> int:
 
         log("verifying attribution in the database")
         attribution = verify(args, seeded, load.sent)
-        left = queued_jobs(args.redis_url)
+        jobs = rq_counts(args.redis_url)
         bare_max = next((p for p in phases if p["endpoint"] == "bare" and p["mode"] == "closed"), None)
         ratio = product_max["events_per_s"] / bare_max["events_per_s"] if bare_max else None
         targets = {
@@ -678,7 +695,7 @@ def main(argv: list[str]) -> int:
                                                        "database_url", "redis_url", "log_level", "rq_worker")},
             "rq_worker": "running during the measured run" if args.rq_worker
             else "not running (background jobs only queued)",
-            "jobs_left_queued": left, "smoke": smoke_result, "phases": phases, "ratio": ratio,
+            "jobs": jobs, "smoke": smoke_result, "phases": phases, "ratio": ratio,
             "open_rate": rate, "attribution": attribution, "targets": targets,
             "profile": str(profile_file) if profile_file else None,
             "wall_seconds": round(time.time() - t_begin, 1),
@@ -699,13 +716,24 @@ def print_report(r: dict, out_file: Path) -> None:
     print(f"Fenxiao webhook benchmark — {r['machine']['cpus']} CPUs, gunicorn -w {c['workers']} -k gthread "
           f"--threads {c['threads']}, {c['mode']} mode, {int(c['text_ratio'] * 100)} % text commands, "
           f"{c['distributors']} distributors")
-    print(f"RQ worker: {r['rq_worker']}; jobs left queued: {r['jobs_left_queued']}")
+    jobs = r["jobs"] or {}
+    print(f"RQ worker: {r['rq_worker']}; background jobs at the end: {jobs.get('queued')} queued, "
+          f"{jobs.get('finished')} finished, {jobs.get('failed')} failed")
     print()
-    print(f"{'endpoint':<9} {'phase':<22} {'events/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    print(f"{'endpoint':<9} {'phase':<22} {'events/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}"
+          f"   CPU ms/event: {'app':>5} {'pg':>5} {'redis':>5} {'client':>6} {'rq':>5}")
+    noisy = []
     for p in r["phases"]:
         phase = f"max, closed C={p['concurrency']}" if p["mode"] == "closed" else f"open @ {p['target_rate']:.0f}/s"
+        cpu = p.get("cpu_ms_per_event", {})
         print(f"{p['endpoint']:<9} {phase:<22} {p['events_per_s']:>9.1f} {p['p50_ms']:>8.1f} {p['p99_ms']:>8.1f} "
-              f"{p['error_count']:>7}")
+              f"{p['error_count']:>7}                 {cpu.get('gunicorn ' + p['endpoint'], 0):>5.2f} "
+              f"{cpu.get('postgres', 0):>5.2f} {cpu.get('redis', 0):>5.2f} {cpu.get('load generator', 0):>6.2f} "
+              f"{cpu.get('rq worker', 0):>5.2f}")
+        if p.get("cpu_cores_used", {}).get("other", 0) > 0.15:
+            noisy.append(f"{p['endpoint']} {p['mode']}: {p['cpu_cores_used']['other']:.2f} cores")
+    if noisy:
+        print("WARNING: the machine was not quiet — other processes used CPU during " + "; ".join(noisy))
     print()
     t = r["targets"]
     verdict = lambda ok: "n/a" if ok is None else ("PASS" if ok else "FAIL")  # noqa: E731

@@ -18,7 +18,7 @@ from sqlalchemy import text
 from werkzeug.serving import make_server
 
 from app import create_app
-from app.config import build
+from app.config import SCHEMA, build
 from app.extensions import db, queue, redis_store
 from sandbox.push import WeChatServer
 
@@ -54,6 +54,7 @@ def make_raw_config(base_url: str, database_url: str, **overrides) -> dict:
                    "encoding_aes_key": base64.b64encode(secrets.token_bytes(32)).decode()[:43],
                    "sandbox": True},
         "queue": {"max_retries": 2},
+        "templates": {kind: f"TM_{kind}" for kind in SCHEMA["templates"]},
     }
     for section, values in overrides.items():
         raw.setdefault(section, {}).update(values)
