@@ -13,7 +13,8 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from rq.job import JobStatus
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
@@ -66,9 +67,14 @@ def rollback() -> None:
 def enqueue(job: str, *args: Any, job_id: str | None = None) -> None:
     q = queue.queue
     if job_id and q.is_async:
-        existing = q.fetch_job(job_id)
         # A job waiting or running under this id does the work already; a
         # finished or failed one may be run again (a sweep re-queues it).
+        # Job.fetch, not Queue.fetch_job: the latter LREMs a missing id from
+        # the whole queue list, which grows with the backlog.
+        try:
+            existing = Job.fetch(job_id, connection=q.connection)
+        except NoSuchJobError:
+            existing = None
         if existing is not None and existing.get_status(refresh=False) in ACTIVE:
             log.info("job %s already queued as %s", job, job_id)
             return

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import exists, select, update
+from sqlalchemy.orm import joinedload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from models import Distributor, ReferralTouch, Source, TouchOutcome, Unit, User, db
 
@@ -45,7 +47,7 @@ def find_unit(source: Source, token: str) -> Unit | None:
         where = Unit.invite_code == code
     else:
         raise ValueError(f"not a referral source: {source}")
-    return db.session.scalars(select(Unit).where(where)).one_or_none()
+    return db.session.scalars(select(Unit).where(where).options(joinedload(Unit.distributor))).one_or_none()
 
 
 def attribute_referral(user: User, source: Source, token: str, at: datetime | None = None) -> Touch:
@@ -71,22 +73,21 @@ def _decide(user: User, unit: Unit | None, source: Source, at: datetime) -> Touc
         return TouchOutcome.UNKNOWN
     if owner.user_id == user.id:
         return TouchOutcome.SELF
-    if distributor_of(user.id) is not None:
-        # A distributor's place was fixed at approval; binding them now could
-        # only make a loop or a third level.
-        return TouchOutcome.DISTRIBUTOR
     bound = db.session.execute(
         update(User)
         .where(User.id == user.id, User.referrer_id.is_(None),
+               # A distributor's place was fixed at approval; binding them now
+               # could only make a loop or a third level.
                ~exists().where(Distributor.user_id == User.id))
         .values(referrer_id=owner.user_id, source=source.value, attributed_at=at)
         .execution_options(synchronize_session=False)
     ).rowcount == 1
-    db.session.refresh(user)
-    if bound:
-        log.info("user %s attributed to distributor %s via %s", user.id, owner.id, source.value)
-        return TouchOutcome.BOUND
-    return TouchOutcome.ALREADY_OWNED
+    if not bound:
+        return TouchOutcome.DISTRIBUTOR if distributor_of(user.id) else TouchOutcome.ALREADY_OWNED
+    for name, value in (("referrer_id", owner.user_id), ("source", source.value), ("attributed_at", at)):
+        set_committed_value(user, name, value)  # what the UPDATE wrote, without reading it back
+    log.info("user %s attributed to distributor %s via %s", user.id, owner.id, source.value)
+    return TouchOutcome.BOUND
 
 
 def distributor_of(user_id: int) -> Distributor | None:

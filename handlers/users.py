@@ -29,28 +29,22 @@ def _check_openid(openid: str) -> None:
         raise DomainError("无效的用户标识")
 
 
-def record_contact(openid: str, via: FirstContact, at: datetime | None = None) -> Contact:
+def record_contact(openid: str, via: FirstContact, at: datetime | None = None, **first: object) -> Contact:
     """Find or create the user behind ``openid``: exactly one row per openid,
-    even when two requests for a new person race. A new user's profile is
-    fetched in the background."""
+    even when two requests for a new person race (INSERT … ON CONFLICT DO
+    NOTHING RETURNING). ``first`` are extra columns for a new row. A new
+    user's profile is fetched in the background."""
     _check_openid(openid)
     at = at or now()
-    # RETURNING, not rowcount: an ORM-enabled INSERT reports rowcount -1 on
-    # PostgreSQL, which would make every new user look already known.
-    inserted = db.session.execute(
-        insert_ignoring_conflict(
-            User,
-            {"openid": openid, "first_contact": via.value, "created_at": at,
-             "subscription": Subscription.NEVER.value},
-            ["openid"],
-        ).returning(User.id)
-    ).scalar_one_or_none()
-    created = inserted is not None
-    user = db.session.scalars(select(User).where(User.openid == openid)).one()
-    if created:
-        log.info("new user %s via %s", openid, via.value)
-        outbox.after_commit("wxbot.jobs.fetch_profile", openid, job_id=f"profile-{openid}")
-    return Contact(user, created)
+    values = {"openid": openid, "first_contact": via.value, "created_at": at,
+              "subscription": Subscription.NEVER.value, **first}
+    user = db.session.scalars(insert_ignoring_conflict(User, values, ["openid"]).returning(User)).one_or_none()
+    if user is None:
+        user = db.session.scalars(select(User).where(User.openid == openid)).one()
+        return Contact(user, False)
+    log.info("new user %s via %s", openid, via.value)
+    outbox.after_commit("wxbot.jobs.fetch_profile", openid, job_id=f"profile-{openid}")
+    return Contact(user, True)
 
 
 def touch(openid: str, via: FirstContact, at: datetime | None = None) -> Contact:
@@ -58,12 +52,14 @@ def touch(openid: str, via: FirstContact, at: datetime | None = None) -> Contact
     window. Only followers can send one, so they follow (even if we missed
     or never saw their subscribe event)."""
     at = at or now()
-    contact = record_contact(openid, via, at)
+    contact = record_contact(openid, via, at, subscription=Subscription.SUBSCRIBED.value, subscribed_at=at,
+                             last_interaction_at=at)
     user = contact.user
-    user.last_interaction_at = at
-    if user.subscription != Subscription.SUBSCRIBED.value:
-        user.subscription = Subscription.SUBSCRIBED.value
-        user.subscribed_at = at
+    if not contact.created:
+        user.last_interaction_at = at
+        if user.subscription != Subscription.SUBSCRIBED.value:
+            user.subscription = Subscription.SUBSCRIBED.value
+            user.subscribed_at = at
     return contact
 
 

@@ -2,6 +2,9 @@
 from .application import APPLICATION_STATES, Application, ApplicationStatus
 from .base import Base, db, utcnow
 from .distributor import Distributor, DistributorStatus, QRStatus, Unit
+from .ledger import (COMMISSION_STATES, WITHDRAWAL_STATES, Balance, CommissionKind, CommissionRow,
+                     CommissionState, Withdrawal, WithdrawalStatus)
+from .notification import Notification, NotificationKind
 from .order import ORDER_STATES, Order, OrderLine, OrderStatus, PayChannel
 from .payment import NoticeVerdict, Payment, PaymentNotice, Refund, RefundStatus
 from .referral import ReferralTouch, TouchOutcome
@@ -19,5 +22,7 @@ __all__ = [
     "Product", "UnitProduct", "Address",
     "Order", "OrderLine", "OrderStatus", "ORDER_STATES", "PayChannel",
     "Payment", "PaymentNotice", "NoticeVerdict", "Refund", "RefundStatus",
+    "CommissionRow", "CommissionKind", "CommissionState", "COMMISSION_STATES", "Balance",
+    "Withdrawal", "WithdrawalStatus", "WITHDRAWAL_STATES", "Notification", "NotificationKind",
     "SandboxUser", "SandboxQRCode", "SandboxMessage", "SandboxMedia", "SandboxMenu",
 ]

@@ -133,7 +133,7 @@ def welcome(user: User, touch: Touch | None = None) -> str:
     owner = _shop_of(touch)
     if owner and touch.outcome is not TouchOutcome.SELF:
         return (f"{user.display_name}，欢迎关注！🎉\n{owner.user.display_name} 邀请你来逛逛"
-                f"「{owner.unit.name}」：\n🛒 {unit_link(owner.unit, '进入小店')}\n"
+                f"「{touch.unit.name}」：\n🛒 {unit_link(touch.unit, '进入小店')}\n"
                 f"💰 {link('apply', '我也要开店赚佣金')}\n发送「帮助」查看全部功能。")
     return (
         f"{user.display_name}，欢迎关注！🎉\n"
@@ -148,7 +148,7 @@ def scanned(user: User, touch: Touch) -> str:
         return f"{user.display_name}，欢迎回来！\n🛒 {link('shop', '逛商城')}"
     if touch.outcome is TouchOutcome.SELF:
         return f"这是你自己的小店二维码，分享给朋友吧！\n{link('qrcode', '我的二维码')}"
-    return f"欢迎来到「{owner.unit.name}」！\n🛒 {unit_link(owner.unit, '进入小店')}"
+    return f"欢迎来到「{touch.unit.name}」！\n🛒 {unit_link(touch.unit, '进入小店')}"
 
 
 INVITE_REPLIES = {
@@ -164,5 +164,5 @@ def invited(user: User, touch: Touch) -> str:
     if touch.outcome is TouchOutcome.BOUND:
         owner = touch.unit.distributor
         return (f"绑定成功！你的推荐人是 {owner.user.display_name}🎉\n"
-                f"去逛逛「{owner.unit.name}」：{unit_link(owner.unit, '进入小店')}")
+                f"去逛逛「{touch.unit.name}」：{unit_link(touch.unit, '进入小店')}")
     return INVITE_REPLIES[touch.outcome]
