@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from models import (APPLICATION_STATES, Application, ApplicationStatus, Distributor, Source, TouchOutcome, User,
                     db)
 
-from . import outbox, referrals, settings, units
+from . import notifications, outbox, referrals, settings, units
 from .clock import now
 from .errors import Conflict, DomainError, NotFound
 
@@ -135,9 +135,7 @@ def approve_application(application_id: int, by: str, at: datetime | None = None
     units.create_unit(distributor, units.shop_name(user))
     log.info("application %s approved by %s: distributor %s level %s", application.id, by, distributor.id,
              distributor.level)
-    outbox.after_commit("wxbot.jobs.send_text", user.openid,
-                        f"恭喜！你的分销商申请已通过🎉\n你的专属小店、二维码海报和邀请码已准备好：\n"
-                        f"{settings.link('center', '进入分销中心')}")
+    notifications.application_decided(user, application.id, True, distributor.unit.name, at)
     return distributor
 
 
@@ -152,10 +150,7 @@ def reject_application(application_id: int, reason: str, by: str, at: datetime |
     application.status = APPLICATION_STATES.check(application.status, ApplicationStatus.REJECTED)
     application.reject_reason, application.decided_at, application.decided_by = reason, at, by
     user = application.user
-    hours = settings.section("distribution")["reapply_cooldown_hours"]
-    outbox.after_commit("wxbot.jobs.send_text", user.openid,
-                        f"很抱歉，你的分销商申请未通过。\n原因：{reason}\n"
-                        f"你仍可以照常购物，{hours} 小时后可重新申请：{settings.link('apply', '查看申请')}")
+    notifications.application_decided(user, application.id, False, reason, at)
     return application
 
 

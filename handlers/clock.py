@@ -1,5 +1,8 @@
 """The one place the product asks what time it is (UTC, timezone-aware)."""
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+
+# People read times in China Standard Time; the database keeps UTC.
+CHINA = timezone(timedelta(hours=8), "CST")
 
 
 def now() -> datetime:

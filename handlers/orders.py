@@ -19,7 +19,7 @@ from sqlalchemy import select, update
 
 from models import (ORDER_STATES, Address, Distributor, Order, OrderLine, OrderStatus, Product, Unit, User, db)
 
-from . import outbox, referrals, settings, units
+from . import commissions, outbox, referrals, settings, units
 from .applications import MOBILE
 from .clock import now
 from .errors import Conflict, DomainError, Forbidden, NotFound
@@ -255,6 +255,7 @@ def confirm_receipt(order_no: str, at: datetime | None = None, buyer: Buyer | No
         order_for(buyer, order_no)
     order = _move(order_no, S.COMPLETED)
     order.completed_at = at or now()
+    commissions.start_freeze_window(order)
     return order
 
 

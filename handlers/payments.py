@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from models import (NoticeVerdict, Order, OrderStatus, PayChannel, Payment, PaymentNotice, Refund, RefundStatus,
                     db)
 
-from . import orders, outbox
+from . import commissions, orders, outbox
 from .clock import now
 from .errors import Conflict, DomainError, NotFound
 
@@ -115,6 +115,7 @@ def mark_paid(trade: GatewayTrade, body: str = "", kind: str = "pay", at: dateti
         order.status = orders.ORDER_STATES.check(order.status, S.PAID)
         order.paid_at, order.pay_channel, order.transaction_id = at, trade.channel.value, trade.transaction_id
         order.cancelled_at = order.cancel_reason = None
+        commissions.post_for_order(order, at)
     record_notice(trade.channel, kind, trade.out_trade_no, NoticeVerdict.ACCEPTED, "", body)
     log.info("order %s paid by %s %s", order.order_no, trade.channel.value, trade.transaction_id)
     return Outcome(NoticeVerdict.ACCEPTED, "", order)
@@ -182,6 +183,7 @@ def finish_refund(channel: PayChannel, out_refund_no: str, succeeded: bool, amou
         order.refunded_at = at
         if refund.return_to == S.PAID.value:  # never shipped: the goods are still here
             orders.restore_stock(order)
+        commissions.reverse_for_refund(order, at)
     else:
         refund.status = RefundStatus.FAILED.value
         order.status = orders.ORDER_STATES.check(order.status, S(refund.return_to))

@@ -17,6 +17,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from models import Distributor, ReferralTouch, Source, TouchOutcome, Unit, User, db
 
+from . import notifications
 from .clock import now
 from .codes import normalise_invite_code
 
@@ -87,6 +88,7 @@ def _decide(user: User, unit: Unit | None, source: Source, at: datetime) -> Touc
     for name, value in (("referrer_id", owner.user_id), ("source", source.value), ("attributed_at", at)):
         set_committed_value(user, name, value)  # what the UPDATE wrote, without reading it back
     log.info("user %s attributed to distributor %s via %s", user.id, owner.id, source.value)
+    notifications.new_member(owner, user, at)
     return TouchOutcome.BOUND
 
 

@@ -26,7 +26,10 @@ ORDER_STATES = StateMachine("order", OrderStatus, {
     S.PENDING: {S.PAID, S.CANCELLED},
     S.PAID: {S.SHIPPED, S.REFUNDING},
     S.SHIPPED: {S.COMPLETED, S.REFUNDING},
-    S.REFUNDING: {S.REFUNDED, S.PAID, S.SHIPPED},  # back where it was if the gateway refuses
+    # After-sales: a completed order can still be refunded; its commission,
+    # if already withdrawable, is then clawed back.
+    S.COMPLETED: {S.REFUNDING},
+    S.REFUNDING: {S.REFUNDED, S.PAID, S.SHIPPED, S.COMPLETED},  # back where it was if the gateway refuses
     # A payment that lands after the order timed out: the buyer's money is
     # real, so the order is paid again when its stock can still be had.
     S.CANCELLED: {S.PAID},

@@ -29,3 +29,11 @@ def request_refund(out_refund_no: str) -> None:
         return
     order = db.session.get(Order, refund.order_id)
     gateway_for(order.pay_channel).refund(order, refund)
+
+
+@job
+def settle_order(order_id: int) -> None:
+    """The order's freeze window is over: its commission becomes withdrawable."""
+    from handlers import commissions
+
+    commissions.settle_order(order_id)

@@ -116,8 +116,10 @@ def test_the_applicant_is_told_the_decision_in_wechat(app, wechat, sandbox_user,
     jobs.run()
     db.session.rollback()
     told = db.session.scalars(select(SandboxMessage).where(SandboxMessage.openid == person.openid,
-                                                          SandboxMessage.direction == "custom")).all()
-    assert any("请补充资料" in m.body.get("content", "") for m in told)
+                                                          SandboxMessage.direction == "template")).all()
+    assert [m.body["template_id"] for m in told] == ["TM_application_rejected"]
+    assert told[0].body["data"]["thing1"]["value"] == "请补充资料"
+    assert "/h5/apply" in told[0].body["url"]
 
 
 def test_distributor_commands_lead_to_their_centre(app, wechat, sandbox_user, settings):

@@ -1,0 +1,192 @@
+"""The commission ledger (PRODUCT.md flow 8).
+
+Rounding, written down once: a commission is the order line's amount times
+the rate in basis points, divided by 10 000 and **rounded down to the fen**
+(``amount_fen * rate_bp // 10000``), so the merchant never pays a fraction
+nobody earned. Rates and the base amount are copied onto each row.
+
+Life of a row: posted FROZEN when its order is paid; when the order is
+completed, ``settle_at`` = completion + ``[distribution] freeze_days``, and
+at that time (a delayed job, with an idempotent sweep behind it) it becomes
+WITHDRAWABLE. A refund before that REVERSES it; a refund after it posts a
+negative CLAWBACK row, which may take the withdrawable balance below zero
+and so blocks withdrawals until later income makes it good.
+
+Balances change only here and in handlers.withdrawals, in the transaction
+that changes the rows behind them, on a row locked with SELECT … FOR UPDATE.
+Lock order everywhere: order, then balance.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+
+from models import (COMMISSION_STATES, Balance, CommissionKind, CommissionRow, CommissionState, Distributor, Order,
+                    db)
+from models.base import insert_ignoring_conflict
+
+from . import notifications, outbox, settings
+from .clock import CHINA, now
+
+log = logging.getLogger(__name__)
+C = CommissionState
+
+
+def commission_of(base_fen: int, rate_bp: int) -> int:
+    """The one rounding rule: down to the fen."""
+    return base_fen * rate_bp // 10000
+
+
+def balance_for_update(distributor_id: int) -> Balance:
+    """The distributor's balance row, created if missing, locked."""
+    db.session.execute(insert_ignoring_conflict(Balance, {"distributor_id": distributor_id}, ["distributor_id"]))
+    return db.session.scalars(select(Balance).where(Balance.distributor_id == distributor_id).with_for_update()
+                              .execution_options(populate_existing=True)).one()
+
+
+def balance_of(distributor_id: int) -> Balance:
+    found = db.session.get(Balance, distributor_id)
+    return found or Balance(distributor_id=distributor_id, frozen_fen=0, withdrawable_fen=0, reserved_fen=0,
+                            withdrawn_fen=0, lifetime_fen=0)
+
+
+def post_for_order(order: Order, at: datetime | None = None) -> list[CommissionRow]:
+    """Called in the transaction that marks ``order`` paid. Organic orders
+    post nothing; a frozen distributor earns nothing."""
+    at = at or now()
+    if order.distributor_id is None:
+        return []
+    rules = settings.section("distribution")
+    earners = [(1, order.distributor_id, "level1_rate_bp", rules["level1_rate_bp"])]
+    if order.parent_distributor_id:
+        earners.append((2, order.parent_distributor_id, "level2_rate_bp", rules["level2_rate_bp"]))
+    posted = []
+    for level, distributor_id, rate_field, default_rate in earners:
+        if not db.session.get(Distributor, distributor_id).is_active:
+            continue
+        rows = []
+        for line in order.lines:
+            rate = getattr(line, rate_field)
+            rate = default_rate if rate is None else rate
+            amount = commission_of(line.amount_fen, rate)
+            if amount <= 0:
+                continue
+            row_id = db.session.scalars(insert_ignoring_conflict(CommissionRow, {
+                "distributor_id": distributor_id, "order_id": order.id, "order_line_id": line.id,
+                "level": level, "kind": CommissionKind.COMMISSION.value, "base_fen": line.amount_fen,
+                "rate_bp": rate, "amount_fen": amount, "state": C.FROZEN.value, "created_at": at,
+            }, ["order_line_id", "level", "kind"]).returning(CommissionRow.id)).one_or_none()
+            if row_id is not None:  # None: posted before (a retried payment)
+                rows.append(db.session.get(CommissionRow, row_id))
+        if rows:
+            balance_for_update(distributor_id).frozen_fen += sum(r.amount_fen for r in rows)
+            posted += rows
+    notifications.new_order(order, sum(r.amount_fen for r in posted if r.level == 1))
+    return posted
+
+
+def rows_of_order(order_id: int, kind: CommissionKind = CommissionKind.COMMISSION) -> list[CommissionRow]:
+    return list(db.session.scalars(select(CommissionRow).where(CommissionRow.order_id == order_id,
+                                                               CommissionRow.kind == kind.value)
+                                   .order_by(CommissionRow.id)))
+
+
+def start_freeze_window(order: Order) -> None:
+    """The order is completed: its commission settles after freeze_days."""
+    settle_at = order.completed_at + timedelta(days=settings.section("distribution")["freeze_days"])
+    rows = [r for r in rows_of_order(order.id) if r.state == C.FROZEN.value]
+    for row in rows:
+        row.settle_at = settle_at
+    if rows:
+        outbox.after_commit_at(settle_at, "pay.jobs.settle_order", order.id, job_id=f"settle-{order.id}")
+
+
+def settle_order(order_id: int, at: datetime | None = None) -> int:
+    """Frozen rows of this order whose time has come become withdrawable.
+    Idempotent: settled rows are left alone."""
+    at = at or now()
+    db.session.scalars(select(Order).where(Order.id == order_id).with_for_update()).one_or_none()
+    due = [r for r in rows_of_order(order_id)
+           if r.state == C.FROZEN.value and r.settle_at is not None and r.settle_at <= at]
+    by_distributor: dict[int, int] = {}
+    for row in due:
+        row.state = COMMISSION_STATES.check(row.state, C.WITHDRAWABLE)
+        row.settled_at = at
+        by_distributor[row.distributor_id] = by_distributor.get(row.distributor_id, 0) + row.amount_fen
+    for distributor_id, amount in sorted(by_distributor.items()):
+        balance = balance_for_update(distributor_id)
+        balance.frozen_fen -= amount
+        balance.withdrawable_fen += amount
+        balance.lifetime_fen += amount
+        notifications.commission_settled(distributor_id, order_id, amount)
+    return len(due)
+
+
+def sweep(at: datetime | None = None) -> int:
+    """Settle every due row (the safety net behind the delayed jobs)."""
+    at = at or now()
+    order_ids = db.session.scalars(select(CommissionRow.order_id).where(
+        CommissionRow.state == C.FROZEN.value, CommissionRow.settle_at <= at).distinct()).all()
+    return sum(settle_order(order_id, at) for order_id in sorted(order_ids))
+
+
+def reverse_for_refund(order: Order, at: datetime | None = None) -> None:
+    """The order was refunded: frozen commission is reversed; commission
+    already withdrawable is taken back by a negative row."""
+    at = at or now()
+    changes: dict[int, tuple[int, int]] = {}  # distributor -> (frozen delta, withdrawable delta)
+    for row in rows_of_order(order.id):
+        frozen, withdrawable = changes.get(row.distributor_id, (0, 0))
+        if row.state == C.FROZEN.value:
+            row.state = COMMISSION_STATES.check(row.state, C.REVERSED)
+            row.reversed_at = at
+            changes[row.distributor_id] = (frozen - row.amount_fen, withdrawable)
+        elif row.state == C.WITHDRAWABLE.value:
+            taken = db.session.scalars(insert_ignoring_conflict(CommissionRow, {
+                "distributor_id": row.distributor_id, "order_id": order.id, "order_line_id": row.order_line_id,
+                "level": row.level, "kind": CommissionKind.CLAWBACK.value, "base_fen": row.base_fen,
+                "rate_bp": row.rate_bp, "amount_fen": -row.amount_fen, "state": C.WITHDRAWABLE.value,
+                "created_at": at, "settled_at": at,
+            }, ["order_line_id", "level", "kind"]).returning(CommissionRow.id)).one_or_none()
+            if taken is not None:
+                changes[row.distributor_id] = (frozen, withdrawable - row.amount_fen)
+    for distributor_id, (frozen, withdrawable) in sorted(changes.items()):
+        balance = balance_for_update(distributor_id)
+        balance.frozen_fen += frozen
+        balance.withdrawable_fen += withdrawable
+        balance.lifetime_fen += withdrawable
+
+
+def rows_of(distributor_id: int, limit: int = 100) -> list[CommissionRow]:
+    return list(db.session.scalars(select(CommissionRow).where(CommissionRow.distributor_id == distributor_id)
+                                   .order_by(CommissionRow.id.desc()).limit(limit)))
+
+
+def income_by_day(distributor_id: int, days: int = 30, at: datetime | None = None) -> list[tuple[str, int]]:
+    """Commission posted per China-time day over the last ``days`` days
+    (reversed rows excluded, clawbacks counted), oldest first, zeros included."""
+    at = (at or now()).astimezone(CHINA)
+    start = (at - timedelta(days=days - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    rows = db.session.execute(select(CommissionRow.created_at, CommissionRow.amount_fen).where(
+        CommissionRow.distributor_id == distributor_id, CommissionRow.created_at >= start,
+        CommissionRow.state != C.REVERSED.value)).all()
+    totals: dict[str, int] = {}
+    for created_at, amount in rows:
+        day = created_at.astimezone(CHINA).strftime("%m-%d")
+        totals[day] = totals.get(day, 0) + amount
+    days_shown = [(start + timedelta(days=i)).strftime("%m-%d") for i in range(days)]
+    return [(day, totals.get(day, 0)) for day in days_shown]
+
+
+def totals_from_rows(distributor_id: int) -> dict[str, int]:
+    """The sums the balance must equal (used by the invariant checks)."""
+    def total(*where) -> int:
+        return db.session.scalar(select(func.coalesce(func.sum(CommissionRow.amount_fen), 0)).where(
+            CommissionRow.distributor_id == distributor_id, *where))
+
+    return {
+        "frozen": total(CommissionRow.kind == "commission", CommissionRow.state == C.FROZEN.value),
+        "lifetime": total(CommissionRow.state == C.WITHDRAWABLE.value),
+    }

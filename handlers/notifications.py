@@ -1,0 +1,114 @@
+"""The notification centre (PRODUCT.md flow 11): an in-app row and a WeChat
+template message for each event, exactly once.
+
+Each event has a key (``order:17:paid``); the row is inserted with ON
+CONFLICT DO NOTHING on that key, and the template message is queued only
+when the row is new, under the same key as its job id — so a retried
+payment, job or refund never notifies twice.
+
+Template keywords (set up the templates in the WeChat console with these):
+new_member: thing1 (member), time2 · new_order: character_string1 (order
+no.), amount2 (order amount), amount3 (commission), time4 ·
+commission_settled: amount1, time2 · application_approved: thing1 (shop),
+time2 · application_rejected: thing1 (reason), time2 · withdrawal_paid:
+amount1 (received), time2 · withdrawal_rejected: amount1, thing2 (reason),
+time3. Since 2023 WeChat ignores ``first`` and ``remark``.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+
+from models import Distributor, Notification, NotificationKind, Order, User, Withdrawal, db
+from models.base import insert_ignoring_conflict
+
+from . import outbox, settings
+from .clock import CHINA, now
+
+K = NotificationKind
+
+
+def yuan(fen: int) -> str:
+    sign = "-" if fen < 0 else ""
+    return f"{sign}{abs(fen) // 100}.{abs(fen) % 100:02d}"
+
+
+def notify(user: User, kind: NotificationKind, event_key: str, title: str, body: str, page: str | None,
+           template: dict[str, str], at: datetime | None = None) -> bool:
+    at = at or now()
+    url = settings.page_url(page) if page else None
+    created = db.session.scalars(insert_ignoring_conflict(Notification, {
+        "user_id": user.id, "kind": kind.value, "event_key": event_key[:96], "title": title[:64],
+        "body": body[:500], "url": url, "created_at": at,
+    }, ["event_key"]).returning(Notification.id)).one_or_none() is not None
+    template_id = settings.section("templates")[kind.value]
+    if created and template_id:
+        data = {**template, "time": at.astimezone(CHINA).strftime("%Y-%m-%d %H:%M")}
+        outbox.after_commit("wxbot.jobs.send_template", user.openid, template_id, data, url,
+                            job_id="template-" + event_key.replace(":", "-"))
+    return created
+
+
+def new_member(distributor: Distributor, member: User, at: datetime | None = None) -> None:
+    notify(distributor.user, K.NEW_MEMBER, f"member:{member.id}", "新成员加入",
+           f"{member.display_name} 通过你的推广成为你的顾客", "team", {"thing1": member.display_name[:20]}, at)
+
+
+def new_order(order: Order, commission_fen: int, at: datetime | None = None) -> None:
+    if order.distributor_id is None:
+        return
+    distributor = db.session.get(Distributor, order.distributor_id)
+    notify(distributor.user, K.NEW_ORDER, f"order:{order.id}:paid", "小店有新订单",
+           f"订单 {order.order_no} 已付款 ¥{yuan(order.total_fen)}，预计佣金 ¥{yuan(commission_fen)}（冻结中）",
+           "income", {"character_string1": order.order_no, "amount2": yuan(order.total_fen),
+                      "amount3": yuan(commission_fen)}, at)
+
+
+def commission_settled(distributor_id: int, order_id: int, amount_fen: int, at: datetime | None = None) -> None:
+    distributor = db.session.get(Distributor, distributor_id)
+    notify(distributor.user, K.COMMISSION_SETTLED, f"settled:{order_id}:{distributor_id}", "佣金可提现",
+           f"¥{yuan(amount_fen)} 佣金已过退款期，现在可以提现了", "income", {"amount1": yuan(amount_fen)}, at)
+
+
+def application_decided(user: User, application_id: int, approved: bool, shop_or_reason: str,
+                        at: datetime | None = None) -> None:
+    if approved:
+        notify(user, K.APPLICATION_APPROVED, f"application:{application_id}:approved", "分销商申请已通过",
+               f"恭喜！「{shop_or_reason}」已开张，专属二维码海报和邀请码已准备好", "center",
+               {"thing1": shop_or_reason[:20]}, at)
+    else:
+        notify(user, K.APPLICATION_REJECTED, f"application:{application_id}:rejected", "分销商申请未通过",
+               f"原因：{shop_or_reason}。你仍可照常购物，冷静期后可重新申请", "apply",
+               {"thing1": shop_or_reason[:20]}, at)
+
+
+def withdrawal_decided(withdrawal: Withdrawal, paid: bool, at: datetime | None = None) -> None:
+    user = db.session.get(Distributor, withdrawal.distributor_id).user
+    if paid:
+        notify(user, K.WITHDRAWAL_PAID, f"withdrawal:{withdrawal.id}:paid", "提现已到账",
+               f"¥{yuan(withdrawal.net_fen)} 已打款（手续费 ¥{yuan(withdrawal.fee_fen)}）", "withdraw",
+               {"amount1": yuan(withdrawal.net_fen)}, at)
+    else:
+        notify(user, K.WITHDRAWAL_REJECTED, f"withdrawal:{withdrawal.id}:{withdrawal.status}", "提现未成功",
+               f"¥{yuan(withdrawal.amount_fen)} 已退回可提现余额。原因：{withdrawal.reason or '转账未完成'}",
+               "withdraw", {"amount1": yuan(withdrawal.amount_fen), "thing2": (withdrawal.reason or "转账未完成")[:20]},
+               at)
+
+
+def unread_count(user: User) -> int:
+    return db.session.scalar(select(func.count()).select_from(Notification).where(
+        Notification.user_id == user.id, Notification.read_at.is_(None)))
+
+
+def list_for(user: User, limit: int = 50) -> list[Notification]:
+    return list(db.session.scalars(select(Notification).where(Notification.user_id == user.id)
+                                   .order_by(Notification.id.desc()).limit(limit)))
+
+
+def mark_read(user: User, notification_id: int | None = None, at: datetime | None = None) -> int:
+    """Mark one (or, without an id, every) notification of this user read."""
+    query = update(Notification).where(Notification.user_id == user.id, Notification.read_at.is_(None))
+    if notification_id is not None:
+        query = query.where(Notification.id == notification_id)
+    return db.session.execute(query.values(read_at=at or now()).execution_options(synchronize_session=False)).rowcount
