@@ -52,11 +52,14 @@ def worker(burst: bool) -> None:
 
 def register(app: Flask) -> None:
     from .cli_distribution import applications_cli, units_cli
+    from .cli_money import commissions_cli, withdrawals_cli
     from .cli_shop import orders_cli, products_cli
 
     app.cli.add_command(applications_cli)
     app.cli.add_command(units_cli)
     app.cli.add_command(products_cli)
     app.cli.add_command(orders_cli)
+    app.cli.add_command(withdrawals_cli)
+    app.cli.add_command(commissions_cli)
     app.cli.add_command(menu_cli)
     app.cli.add_command(worker)
