@@ -126,8 +126,10 @@ def test_distributor_commands_lead_to_their_centre(app, wechat, sandbox_user, se
     person = sandbox_user("店主")
     d = make_distributor("店主", openid=person.openid)
     base = settings["app"]["base_url"]
-    for key in ("APPLY", "CENTER", "MY_INCOME"):
+    for key in ("APPLY", "CENTER"):
         assert f'href="{base}/h5/center"' in reply(wechat.push(click(wechat, person.openid, key))), key
+    income = reply(wechat.push(click(wechat, person.openid, "MY_INCOME")))
+    assert "可提现：0.00" in income and "累计收入：0.00" in income and f'href="{base}/h5/income"' in income
     assert "一级分销商" in reply(wechat.push(click(wechat, person.openid, "CENTER")))
     assert d.unit.name in reply(wechat.push(click(wechat, person.openid, "CENTER")))
 
@@ -188,3 +190,20 @@ def test_in_the_simulator_the_reply_comes_before_what_is_sent_after_it(app, sett
                               .order_by(SandboxMessage.id)).all()
     kinds = [(m.direction, m.msg_type) for m in chat if m.direction != "user"]
     assert kinds[-2:] == [("reply", "text"), ("custom", "image")]
+
+
+def test_my_income_shows_the_distributors_figures(app, wechat, sandbox_user):
+    from handlers import catalogue, orders, payments
+    from handlers.payments import GatewayTrade
+    from models import PayChannel
+
+    person = sandbox_user("店主")
+    d = make_distributor("店主", openid=person.openid)
+    p = catalogue.add_product("礼盒", 12345, 5)
+    order = orders.place_order(orders.Buyer(user=d.user), {p.id: 2}, orders.Receiver.checked(
+        "张三", "13800138000", "上海市徐汇区漕溪北路 1 号"))
+    outbox.commit()
+    payments.mark_paid(GatewayTrade(PayChannel.WECHATPAY, order.order_no, True, "t1", order.total_fen))
+    outbox.commit()
+    text = reply(wechat.push(click(wechat, person.openid, "MY_INCOME")))
+    assert "冻结中：24.69" in text and "可提现：0.00" in text  # 24690 × 10 % = 2469 fen

@@ -10,7 +10,8 @@ from typing import Callable
 
 from wechatpy.replies import ImageReply
 
-from handlers import applications, outbox, referrals
+from handlers import applications, commissions, outbox, referrals
+from handlers.notifications import yuan
 from handlers.referrals import Touch
 from handlers.settings import link
 from models import ApplicationStatus, Distributor, TouchOutcome, Unit, User
@@ -87,10 +88,14 @@ def apply(user: User) -> str:
 
 @command("MY_INCOME", "我的收入", "收入", "佣金")
 def my_income(user: User) -> str:
-    if referrals.distributor_of(user.id) is None:
+    distributor = referrals.distributor_of(user.id)
+    if distributor is None:
         return _become_one("收入与提现仅对分销商开放：好友通过你的小店下单，你可获得佣金，"
                            "确认收货并过了退款期后即可提现。")
-    return f"收入明细与提现即将开放，先看看你的团队吧：{link('center', '分销中心')}"
+    b = commissions.balance_of(distributor.id)
+    return (f"💰 我的收入（元）\n可提现：{yuan(b.withdrawable_fen)}\n冻结中：{yuan(b.frozen_fen)}\n"
+            f"提现中：{yuan(b.reserved_fen)}\n已提现：{yuan(b.withdrawn_fen)}\n累计收入：{yuan(b.lifetime_fen)}\n"
+            f"明细与提现：{link('income', '我的收入')}")
 
 
 @command("LEADERBOARD", "排行榜", "排行")
