@@ -7,7 +7,7 @@ from flask.cli import AppGroup
 
 from handlers import commissions, outbox, withdrawals
 from handlers.errors import DomainError
-from handlers.notifications import yuan
+from handlers.money import yuan
 from models import Distributor, IllegalTransition, db
 
 withdrawals_cli = AppGroup("withdrawals", help="Distributors' withdrawal requests.")

@@ -19,12 +19,13 @@ Lock order everywhere: order, then balance.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 
 from models import (COMMISSION_STATES, Balance, CommissionKind, CommissionRow, CommissionState, Distributor, Order,
-                    db)
+                    OrderLine, db)
 from models.base import insert_ignoring_conflict
 
 from . import notifications, outbox, settings
@@ -159,9 +160,24 @@ def reverse_for_refund(order: Order, at: datetime | None = None) -> None:
         balance.lifetime_fen += withdrawable
 
 
-def rows_of(distributor_id: int, limit: int = 100) -> list[CommissionRow]:
-    return list(db.session.scalars(select(CommissionRow).where(CommissionRow.distributor_id == distributor_id)
-                                   .order_by(CommissionRow.id.desc()).limit(limit)))
+@dataclass(frozen=True)
+class CommissionLine:
+    """A row as the distributor reads it: with its order and product."""
+
+    row: CommissionRow
+    order_no: str
+    line_name: str
+
+    def __getattr__(self, name: str):
+        return getattr(self.row, name)
+
+
+def rows_of(distributor_id: int, limit: int = 100) -> list[CommissionLine]:
+    found = db.session.execute(
+        select(CommissionRow, Order.order_no, OrderLine.name)
+        .join(Order, Order.id == CommissionRow.order_id).join(OrderLine, OrderLine.id == CommissionRow.order_line_id)
+        .where(CommissionRow.distributor_id == distributor_id).order_by(CommissionRow.id.desc()).limit(limit))
+    return [CommissionLine(row, order_no, name) for row, order_no, name in found]
 
 
 def income_by_day(distributor_id: int, days: int = 30, at: datetime | None = None) -> list[tuple[str, int]]:

@@ -25,13 +25,9 @@ from models.base import insert_ignoring_conflict
 
 from . import outbox, settings
 from .clock import CHINA, now
+from .money import yuan
 
 K = NotificationKind
-
-
-def yuan(fen: int) -> str:
-    sign = "-" if fen < 0 else ""
-    return f"{sign}{abs(fen) // 100}.{abs(fen) % 100:02d}"
 
 
 def notify(user: User, kind: NotificationKind, event_key: str, title: str, body: str, page: str | None,

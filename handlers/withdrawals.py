@@ -24,6 +24,7 @@ from . import notifications, settings
 from .clock import CHINA, now
 from .commissions import balance_for_update
 from .errors import Conflict, DomainError, NotFound
+from .money import yuan
 
 log = logging.getLogger(__name__)
 W = WithdrawalStatus
@@ -64,13 +65,13 @@ def request_withdrawal(distributor: Distributor, amount_fen: int, request_key: s
     if earlier is not None:
         return earlier  # the same form submitted twice
     if amount_fen < rules["withdraw_min_fen"]:
-        raise DomainError(f"单笔提现至少 ¥{notifications.yuan(rules['withdraw_min_fen'])}")
+        raise DomainError(f"单笔提现至少 ¥{yuan(rules['withdraw_min_fen'])}")
     if balance.withdrawable_fen < 0:
-        raise Conflict(f"有退款扣回的佣金 ¥{notifications.yuan(-balance.withdrawable_fen)} 待抵扣，暂不能提现")
+        raise Conflict(f"有退款扣回的佣金 ¥{yuan(-balance.withdrawable_fen)} 待抵扣，暂不能提现")
     if amount_fen > balance.withdrawable_fen:
-        raise Conflict(f"可提现余额不足（¥{notifications.yuan(balance.withdrawable_fen)}）")
+        raise Conflict(f"可提现余额不足（¥{yuan(balance.withdrawable_fen)}）")
     if requested_today(distributor.id, at) + amount_fen > rules["withdraw_daily_limit_fen"]:
-        raise Conflict(f"超过每日提现额度 ¥{notifications.yuan(rules['withdraw_daily_limit_fen'])}")
+        raise Conflict(f"超过每日提现额度 ¥{yuan(rules['withdraw_daily_limit_fen'])}")
     fee = fee_of(amount_fen)
     if fee >= amount_fen:
         raise DomainError("提现金额太小，不足以支付手续费")

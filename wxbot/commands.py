@@ -11,7 +11,7 @@ from typing import Callable
 from wechatpy.replies import ImageReply
 
 from handlers import applications, commissions, outbox, referrals
-from handlers.notifications import yuan
+from handlers.money import yuan
 from handlers.referrals import Touch
 from handlers.settings import link
 from models import ApplicationStatus, Distributor, TouchOutcome, Unit, User
