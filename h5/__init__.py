@@ -1,11 +1,12 @@
 """Server-rendered H5 pages for phones inside WeChat (WeUI, Chinese, 375 px)."""
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 
 from flask import Blueprint
 
+from handlers.clock import CHINA
+
 bp = Blueprint("h5", __name__, url_prefix="/h5", static_folder="static",
                template_folder="templates")
-CHINA = timezone(timedelta(hours=8), "CST")
 
 
 @bp.app_template_filter("cst")
@@ -14,4 +15,4 @@ def china_time(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
     return value.astimezone(CHINA).strftime(fmt) if value else ""
 
 
-from . import auth, distribution, pages  # noqa: E402,F401  (routes)
+from . import auth, distribution, income, orders, pages, shop  # noqa: E402,F401  (routes)

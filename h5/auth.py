@@ -104,7 +104,10 @@ def callback():
         except WeChatOAuthException as exc:
             log.warning("userinfo refused for %s: %s", openid, exc.errcode)
     outbox.commit()
+    # A page opened from the sandbox's phone simulator stays "inside WeChat".
+    keep = {key: session[key] for key in ("sandbox_as",) if key in session}
     session.clear()
+    session.update(keep)
     session.permanent = True
     session["openid"] = openid
     return redirect(pending["next"])

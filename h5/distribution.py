@@ -13,6 +13,7 @@ from models import ApplicationStatus, Source
 
 from . import bp
 from .auth import current_user, login_required
+from .shop import remember_guest_unit, render_shop, shop_page
 
 
 def _distributor_or_apply():
@@ -83,15 +84,22 @@ def my_team():
 
 
 @bp.get("/u/<slug>")
-@login_required
+@shop_page
 def unit_link(slug: str):
     """A shared unit link: whoever opens it is attributed (first touch wins),
-    and lands in that shop. An unknown link is the merchant's shop."""
+    and lands in that shop. An unknown link is the merchant's shop. A guest
+    outside WeChat is remembered in their session instead."""
     user = current_user()
+    if user is None:
+        unit = units.unit_by_slug(slug)
+        if unit is None or (unit.distributor is not None and not unit.distributor.is_active):
+            unit = units.merchant_unit()
+        remember_guest_unit(unit)
+        return render_shop(unit)
     touch = referrals.attribute_referral(user, Source.LINK, slug)
     outbox.commit()
     unit = touch.unit if touch.unit and touch.outcome.value != "unknown" else units.merchant_unit()
-    return render_template("unit.html", unit=unit, user=user, touch=touch)
+    return render_shop(unit, touch)
 
 
 def unit_url(unit) -> str:

@@ -10,8 +10,6 @@ from . import bp
 from .auth import current_user, login_required
 
 SOON = {
-    "shop": ("商城", "商品正在上架中，很快就能在这里选购下单。"),
-    "income": ("我的收入", "佣金、可提现金额和提现记录即将在这里展示。"),
     "leaderboard": ("销售排行榜", "今日、本周、本月和总销售排行即将上线。"),
 }
 
@@ -25,7 +23,8 @@ def index():
         links = [("center", "分销中心"), ("qrcode", "我的二维码"), ("team", "我的团队"), ("income", "我的收入")]
     else:
         links = [("apply", "申请成为分销商")]
-    links += [("shop", "商城"), ("leaderboard", "销售排行榜")]
+    links += [("shop", "商城"), ("my_orders", "我的订单"), ("cart_page", "购物车"), ("notification_centre", "通知中心"),
+              ("leaderboard", "销售排行榜")]
     return render_template("index.html", user=user, links=links, distributor=distributor)
 
 

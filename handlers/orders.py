@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from models import (ORDER_STATES, Address, Distributor, Order, OrderLine, OrderStatus, Product, Unit, User, db)
 
@@ -57,16 +58,20 @@ class Receiver:
 @dataclass(frozen=True)
 class Buyer:
     """Who is buying: a WeChat user, or a guest outside WeChat known by the
-    mobile number they gave and the unit link their browser opened."""
+    mobile number they gave, the unit link their browser opened and the
+    orders this browser placed (a mobile number alone proves nothing: anyone
+    can type someone else's)."""
 
     user: User | None = None
     guest_mobile: str | None = None
     guest_unit_slug: str | None = None
+    guest_order_nos: tuple[str, ...] = ()
 
     def owns(self, order: Order) -> bool:
         if self.user is not None:
             return order.buyer_id == self.user.id
-        return bool(self.guest_mobile) and order.buyer_id is None and order.guest_mobile == self.guest_mobile
+        return (bool(self.guest_mobile) and order.buyer_id is None and order.guest_mobile == self.guest_mobile
+                and order.order_no in self.guest_order_nos)
 
 
 @dataclass(frozen=True)
@@ -192,8 +197,9 @@ def order_for(buyer: Buyer, order_no: str) -> Order:
 def orders_of(buyer: Buyer, status: str | None = None, limit: int = 50) -> list[Order]:
     if buyer.user is not None:
         query = select(Order).where(Order.buyer_id == buyer.user.id)
-    elif buyer.guest_mobile:
-        query = select(Order).where(Order.buyer_id.is_(None), Order.guest_mobile == buyer.guest_mobile)
+    elif buyer.guest_mobile and buyer.guest_order_nos:
+        query = select(Order).where(Order.buyer_id.is_(None), Order.guest_mobile == buyer.guest_mobile,
+                                    Order.order_no.in_(buyer.guest_order_nos))
     else:
         return []
     if status:
@@ -212,7 +218,19 @@ def _move(order_no: str, wanted: OrderStatus) -> Order:
     order = find_order(order_no, lock=True)
     if order is None:
         raise NotFound("订单不存在")
-    order.status = ORDER_STATES.check(order.status, wanted)
+    return transition(order, wanted)
+
+
+def transition(order: Order, wanted: OrderStatus) -> Order:
+    """The one way an order changes state: allowed by ORDER_STATES, and
+    written as a compare-and-set on the state it was read in, so two racing
+    moves can never both win (SQLite takes no row locks)."""
+    new = ORDER_STATES.check(order.status, wanted)
+    moved = db.session.execute(update(Order).where(Order.id == order.id, Order.status == order.status)
+                               .values(status=new).execution_options(synchronize_session=False)).rowcount
+    if moved != 1:
+        raise Conflict("订单状态已变化，请刷新后重试")
+    set_committed_value(order, "status", new)
     return order
 
 

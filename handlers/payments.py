@@ -68,8 +68,11 @@ def record_notice(channel: PayChannel, kind: str, out_trade_no: str | None, verd
                   reason: str = "", body: str = "") -> None:
     """Every notification is kept as received, even one we refuse; in its own
     savepoint so that refusing the payment does not lose the record."""
-    db.session.add(PaymentNotice(channel=channel.value, kind=kind, out_trade_no=(out_trade_no or "")[:64] or None,
-                                 verdict=verdict.value, reason=reason[:200], body=body[:20000]))
+    def clean(text: str | None, limit: int) -> str:
+        return (text or "").replace("\x00", "\ufffd")[:limit]  # PostgreSQL text holds no NUL
+
+    db.session.add(PaymentNotice(channel=channel.value, kind=kind, out_trade_no=clean(out_trade_no, 64) or None,
+                                 verdict=verdict.value, reason=clean(reason, 200), body=clean(body, 20000)))
     db.session.flush()
 
 
@@ -109,10 +112,15 @@ def mark_paid(trade: GatewayTrade, body: str = "", kind: str = "pay", at: dateti
             db.session.add(Payment(order_id=order.id, channel=trade.channel.value,
                                    transaction_id=trade.transaction_id, amount_fen=trade.amount_fen,
                                    payer=trade.payer, raw=trade.raw, paid_at=at))
-    except IntegrityError:  # the same transaction for another order, or a racing twin
+    except IntegrityError:  # a racing twin (SQLite takes no row locks), or the id paid another order
+        twin = db.session.scalars(select(Payment).where(Payment.channel == trade.channel.value,
+                                                        Payment.transaction_id == trade.transaction_id)).first()
+        if twin is not None and twin.order_id == order.id:
+            record_notice(trade.channel, kind, trade.out_trade_no, NoticeVerdict.DUPLICATE, "", body)
+            return Outcome(NoticeVerdict.DUPLICATE, "already paid", order)
         return reject(trade.channel, kind, trade.out_trade_no, "transaction id already used", body)
     if order.status in (S.PENDING.value, S.CANCELLED.value):
-        order.status = orders.ORDER_STATES.check(order.status, S.PAID)
+        orders.transition(order, S.PAID)
         order.paid_at, order.pay_channel, order.transaction_id = at, trade.channel.value, trade.transaction_id
         order.cancelled_at = order.cancel_reason = None
         commissions.post_for_order(order, at)
@@ -143,7 +151,7 @@ def start_refund(order_no: str, reason: str, at: datetime | None = None) -> Refu
     if order is None:
         raise NotFound("订单不存在")
     previous = order.status
-    order.status = orders.ORDER_STATES.check(order.status, S.REFUNDING)
+    orders.transition(order, S.REFUNDING)
     if not order.pay_channel:
         raise Conflict("订单没有付款记录")
     refund = Refund(order_id=order.id, out_refund_no=f"R{order.order_no}{secrets.randbelow(10**6):06d}",
@@ -179,14 +187,14 @@ def finish_refund(channel: PayChannel, out_refund_no: str, succeeded: bool, amou
     refund.finished_at, refund.gateway_refund_id = at, gateway_refund_id[:64] or None
     if succeeded:
         refund.status = RefundStatus.SUCCEEDED.value
-        order.status = orders.ORDER_STATES.check(order.status, S.REFUNDED)
+        orders.transition(order, S.REFUNDED)
         order.refunded_at = at
         if refund.return_to == S.PAID.value:  # never shipped: the goods are still here
             orders.restore_stock(order)
         commissions.reverse_for_refund(order, at)
     else:
         refund.status = RefundStatus.FAILED.value
-        order.status = orders.ORDER_STATES.check(order.status, S(refund.return_to))
+        orders.transition(order, S(refund.return_to))
     record_notice(channel, "refund", out_refund_no, NoticeVerdict.ACCEPTED, "" if succeeded else "failed", body)
     return Outcome(NoticeVerdict.ACCEPTED, "", order)
 

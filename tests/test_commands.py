@@ -160,7 +160,9 @@ def test_every_linked_page_opens_for_a_signed_in_person(wechat, settings, person
 def test_linked_pages_ask_a_stranger_to_sign_in(wechat, settings, person):
     base = settings["app"]["base_url"]
     for url in sorted(_all_bot_links(wechat, person)):
-        res = requests.get(url, timeout=5, allow_redirects=False)
+        # Bot links open inside WeChat's browser.
+        res = requests.get(url, timeout=5, allow_redirects=False,
+                           headers={"User-Agent": "Mozilla/5.0 MicroMessenger/8.0.50"})
         assert res.status_code in (302, 303), (url, res.status_code)
         target = res.headers["Location"]
         assert urlsplit(target).path == "/h5/auth/login", target

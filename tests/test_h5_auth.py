@@ -15,6 +15,7 @@ from app.extensions import db
 from models import User
 
 LOGIN_FAILED = "登录失败"
+WECHAT_UA = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) MicroMessenger/8.0.50"
 STATE_GONE = "登录链接已失效或已被使用"
 
 
@@ -94,7 +95,8 @@ def sns_token(settings, code: str) -> dict:
 
 
 def test_pages_send_a_stranger_to_login_with_the_page_to_come_back_to(browser, base):
-    res = browser.get(f"{base}/h5/shop", allow_redirects=False)
+    # Inside WeChat (outside it, the shop lets a guest browse and buy).
+    res = browser.get(f"{base}/h5/shop", allow_redirects=False, headers={"User-Agent": WECHAT_UA})
     assert res.status_code == 302
     target = urlsplit(res.headers["Location"])
     assert target.path == "/h5/auth/login"

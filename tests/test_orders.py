@@ -488,3 +488,19 @@ def test_refund_needs_a_reason(app):
     with pytest.raises(DomainError):
         payments.start_refund(order.order_no, " ")
     outbox.rollback()
+
+
+def test_a_notice_with_nul_bytes_is_kept_not_a_crash(app):
+    payments.reject(PayChannel.ALIPAY, "pay", "26\x00010100", "bad\x00", "body\x00with nul")
+    outbox.commit()
+    notice = db.session.scalars(select(PaymentNotice)).one()
+    assert "\x00" not in notice.body + notice.reason + notice.out_trade_no
+
+
+def test_a_guest_sees_only_orders_this_browser_placed(app):
+    mine = place(orders.Buyer(guest_mobile="13900001111"))
+    theirs = place(orders.Buyer(guest_mobile="13900001111"))
+    me = orders.Buyer(guest_mobile="13900001111", guest_order_nos=(mine.order_no,))
+    assert [o.order_no for o in orders.orders_of(me)] == [mine.order_no]
+    assert me.owns(mine) and not me.owns(theirs)
+    assert orders.orders_of(orders.Buyer(guest_mobile="13900001111")) == []

@@ -241,7 +241,7 @@ def test_link_in_a_reply_opens_the_page_as_the_simulated_user(phones, base):
 
     # A browser that is not the simulator still has to choose on the authorize page.
     stranger = phones()
-    res = stranger.http.get(urljoin(base, link))
+    res = stranger.http.get(urljoin(base, link), headers={"User-Agent": "Mozilla/5.0 MicroMessenger/8.0.50"})
     assert res.status_code == 200 and "以哪位微信用户" in res.text
 
 
@@ -264,10 +264,10 @@ def test_template_message_link_opens_as_its_receiver(phone, base):
     openid = phone.new_user("小红")
     phone.do("follow")
     wechat_client().message.send_template(openid, "OrderShipped", {"thing1": {"value": "保温杯"}},
-                                          url=f"{base}/h5/income")
-    link = next(u for u in phone.links() if "income" in u)
+                                          url=f"{base}/h5/notifications")
+    link = next(u for u in phone.links() if "notifications" in u)
     res = phone.http.get(urljoin(base, link))
-    assert res.status_code == 200 and page_of(res) == f"{base}/h5/income"
+    assert res.status_code == 200 and page_of(res) == f"{base}/h5/notifications"
     assert f"微信用户{openid[-4:]}" in phone.http.get(f"{base}/h5/").text
 
 

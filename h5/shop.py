@@ -1,0 +1,272 @@
+"""The shop: a unit's selection, product pages, the cart and checkout.
+
+Who is buying: inside WeChat, the user known through OAuth (as everywhere
+in h5/); in any other browser, a guest known by the signed session cookie:
+the mobile number given at checkout, the first unit link the browser opened
+(where the guest's purchases count) and the orders placed from it. The cart
+lives in the same signed session as ``{product_id: quantity}``. Prices and
+amounts always come from the catalogue, never from a form.
+"""
+from __future__ import annotations
+
+import functools
+import re
+
+from flask import redirect, render_template, request, session, url_for
+
+from handlers import catalogue, orders, outbox, settings
+from handlers.errors import DomainError
+from handlers.orders import Buyer, Receiver
+from models import Product, Unit, db
+
+from . import bp
+from .auth import current_user
+
+GUEST_MOBILE, GUEST_UNIT, GUEST_ORDERS, GUEST_RECEIVER = "guest_mobile", "guest_unit", "guest_orders", "guest_receiver"
+CART = "cart"
+KEEP_GUEST_ORDERS = 30
+
+
+@bp.app_template_filter("yuan")
+def yuan(fen: int | None) -> str:
+    """Integer fen shown as yuan with two decimals (16800 → 168.00)."""
+    fen = int(fen or 0)
+    sign, fen = ("-", -fen) if fen < 0 else ("", fen)
+    return f"{sign}{fen // 100}.{fen % 100:02d}"
+
+
+# -- who is buying -------------------------------------------------------
+
+def in_wechat() -> bool:
+    """WeChat's in-app browser (PROTOCOLS.md), or a page opened from the
+    sandbox's phone simulator, which plays it."""
+    return "MicroMessenger" in request.headers.get("User-Agent", "") or bool(session.get("sandbox_as"))
+
+
+def current_buyer() -> Buyer:
+    user = current_user()
+    if user is not None:
+        return Buyer(user=user)
+    return Buyer(guest_mobile=session.get(GUEST_MOBILE), guest_unit_slug=session.get(GUEST_UNIT),
+                 guest_order_nos=tuple(guest_order_nos()))
+
+
+def shop_page(fn):
+    """Open to guests in any browser but WeChat's; inside WeChat the user
+    logs in silently (snsapi_base) as on every other page."""
+
+    @functools.wraps(fn)
+    def inner(*args, **kwargs):
+        if current_user() is None and in_wechat():
+            back = request.full_path.rstrip("?") if request.method == "GET" else url_for("h5.shop")
+            return redirect(url_for("h5.login", next=back, scope="snsapi_base"))
+        return fn(*args, **kwargs)
+
+    return inner
+
+
+def remember_guest_unit(unit: Unit) -> None:
+    """The first distributor's link a guest's browser opens is where their
+    purchases count (first touch, as for WeChat users)."""
+    if current_user() is None and not unit.is_merchant and GUEST_UNIT not in session:
+        session[GUEST_UNIT] = unit.slug
+
+
+def guest_order_nos() -> list[str]:
+    return [no for no in session.get(GUEST_ORDERS, []) if isinstance(no, str)]
+
+
+def remember_guest_order(order_no: str, mobile: str) -> None:
+    session.permanent = True
+    session[GUEST_MOBILE] = mobile
+    session[GUEST_ORDERS] = ([order_no] + guest_order_nos())[:KEEP_GUEST_ORDERS]
+
+
+# -- the cart --------------------------------------------------------------
+
+def max_quantity() -> int:
+    return settings.section("orders")["max_quantity"]
+
+
+def cart() -> dict[int, int]:
+    raw = session.get(CART) or {}
+    return {int(k): v for k, v in raw.items() if str(k).isdigit() and isinstance(v, int) and v > 0}
+
+
+def save_cart(items: dict[int, int]) -> None:
+    session[CART] = {str(k): v for k, v in items.items() if v > 0}
+
+
+def cart_count() -> int:
+    return sum(cart().values())
+
+
+@bp.app_context_processor
+def shop_context():
+    return {"cart_count": cart_count}
+
+
+def quantity(raw: str | None, lowest: int) -> int:
+    limit = max_quantity()
+    try:
+        qty = int((raw or "").strip())
+    except ValueError:
+        raise DomainError("请填写购买数量") from None
+    if not lowest <= qty <= limit:
+        raise DomainError(f"每种商品一次可买 1-{limit} 件")
+    return qty
+
+
+def product_id(raw: str | None) -> int:
+    if not raw or not re.fullmatch(r"[0-9]{1,9}", raw.strip()):
+        raise DomainError("商品不存在")
+    return int(raw)
+
+
+def cart_lines() -> tuple[list[dict], int]:
+    """Each line with the product as it is now; the total of what can be bought."""
+    lines, total = [], 0
+    for pid, qty in sorted(cart().items()):
+        product = db.session.get(Product, pid)
+        if product is None:
+            continue
+        problem = ("已下架" if not product.on_sale else
+                   f"库存不足，仅剩 {product.stock} 件" if product.stock < qty else "")
+        lines.append({"product": product, "qty": qty, "amount": product.price_fen * qty, "problem": problem})
+        if not problem:
+            total += product.price_fen * qty
+    return lines, total
+
+
+# -- pages -----------------------------------------------------------------
+
+def render_shop(unit: Unit, touch=None):
+    """The unit's home page is its shop (the unit link and the 商城 menu)."""
+    products = catalogue.unit_products(unit)
+    owner = unit.distributor.user if unit.distributor else None
+    share = {"title": unit.name,
+             "desc": f"{owner.display_name} 为你推荐 {len(products)} 件好物" if owner else "品牌官方商城",
+             "link": settings.page_url(f"u/{unit.slug}"),
+             "imgUrl": (owner.avatar_url if owner and owner.avatar_url else None)
+             or (settings.base_url() + products[0].cover if products and products[0].cover else "")}
+    return render_template("unit.html", unit=unit, owner=owner, products=products, touch=touch,
+                           user=current_user(), share=share)
+
+
+@bp.get("/shop")
+@shop_page
+def shop():
+    return render_shop(orders.sale_place(current_buyer()).unit)
+
+
+@bp.get("/p/<int:product_id>")
+@shop_page
+def product(product_id: int, error: str | None = None, qty: str = "1", status: int = 200):
+    item = catalogue.get_product(product_id)
+    if not item.on_sale:
+        return render_template("message.html", title="商品已下架", message=f"「{item.name}」已下架，去看看别的吧。",
+                               action_url=url_for("h5.shop"), action_text="返回商城"), 404
+    return render_template("shop/product.html", product=item, error=error, qty=qty,
+                           limit=min(max_quantity(), item.stock)), status
+
+
+@bp.post("/cart/add")
+@shop_page
+def cart_add():
+    pid = product_id(request.form.get("product_id"))
+    item = catalogue.get_product(pid)
+    items = cart()
+    try:
+        if not item.on_sale:
+            raise DomainError("商品已下架")
+        qty = quantity(request.form.get("qty"), 1)
+        if pid not in items and len(items) >= orders.MAX_LINES:
+            raise DomainError(f"购物车最多放 {orders.MAX_LINES} 种商品")
+        total = items.get(pid, 0) + qty
+        if total > max_quantity():
+            raise DomainError(f"每种商品一次可买 1-{max_quantity()} 件，购物车里已有 {items.get(pid, 0)} 件")
+        if total > item.stock:
+            raise DomainError(f"库存不足，仅剩 {item.stock} 件")
+    except DomainError as exc:
+        return product(pid, error=exc.message, qty=request.form.get("qty", "1"), status=400)
+    items[pid] = total
+    save_cart(items)
+    return redirect(url_for("h5.cart_page"))
+
+
+@bp.get("/cart")
+@shop_page
+def cart_page(error: str | None = None, status: int = 200):
+    lines, total = cart_lines()
+    return render_template("shop/cart.html", lines=lines, total=total, error=error,
+                           can_checkout=bool(lines) and all(not line["problem"] for line in lines)), status
+
+
+@bp.post("/cart/update")
+@shop_page
+def cart_update():
+    """Set one line's quantity; 0 removes it."""
+    items = cart()
+    try:
+        pid = product_id(request.form.get("product_id"))
+        qty = quantity(request.form.get("qty"), 0)
+    except DomainError as exc:
+        return cart_page(error=exc.message, status=400)
+    if pid in items:
+        items[pid] = qty
+        save_cart(items)
+    return redirect(url_for("h5.cart_page"))
+
+
+@bp.post("/cart/remove")
+@shop_page
+def cart_remove():
+    items = cart()
+    raw = request.form.get("product_id", "")
+    items.pop(int(raw) if raw.isdigit() else -1, None)
+    save_cart(items)
+    return redirect(url_for("h5.cart_page"))
+
+
+def _prefill() -> dict[str, str]:
+    user = current_user()
+    if user is None:
+        return dict(session.get(GUEST_RECEIVER) or {})
+    address = orders.last_address(user)
+    return {"name": address.name, "mobile": address.mobile, "address": address.address} if address else {}
+
+
+@bp.route("/checkout", methods=["GET", "POST"])
+@shop_page
+def checkout():
+    form, error, status = _prefill(), None, 200
+    if request.method == "GET" and not cart():
+        return redirect(url_for("h5.cart_page"))
+    if request.method == "POST":
+        form = {k: request.form.get(k, "") for k in ("name", "mobile", "address", "note")}
+        try:
+            order = _place(form)
+        except DomainError as exc:
+            outbox.rollback()
+            error, status = exc.message, exc.status
+        else:
+            return redirect(url_for("h5.pay", order_no=order.order_no))
+    lines, total = cart_lines()
+    buyer = current_buyer()
+    place = orders.sale_place(buyer)
+    return render_template("shop/checkout.html", lines=lines, total=total, form=form, error=error,
+                           guest=buyer.user is None, guest_mobile=buyer.guest_mobile, unit=place.unit), status
+
+
+def _place(form: dict[str, str]):
+    receiver = Receiver.checked(form["name"], form["mobile"], form["address"])
+    buyer = current_buyer()
+    if buyer.user is None:  # a guest: the number they give is who they are from now on
+        buyer = Buyer(guest_mobile=buyer.guest_mobile or receiver.mobile, guest_unit_slug=buyer.guest_unit_slug)
+    order = orders.place_order(buyer, cart(), receiver, form.get("note", ""))
+    outbox.commit()
+    save_cart({})
+    if buyer.user is None:
+        remember_guest_order(order.order_no, buyer.guest_mobile)
+        session[GUEST_RECEIVER] = {"name": receiver.name, "mobile": receiver.mobile, "address": receiver.address}
+    return order
