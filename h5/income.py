@@ -6,17 +6,12 @@ from flask import abort, current_app, redirect, render_template, request, url_fo
 
 from handlers import commissions, notifications, outbox, withdrawals
 from handlers.errors import DomainError
-from handlers.money import to_fen, yuan
+from handlers.money import to_fen
 from models import Notification, db
 
 from . import bp
 from .auth import current_user, login_required
 from .distribution import _distributor_or_apply
-
-
-@bp.app_template_filter("yuan")
-def yuan_filter(fen: int) -> str:
-    return yuan(fen)
 
 
 @bp.get("/income")

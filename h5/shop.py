@@ -14,7 +14,7 @@ import re
 
 from flask import redirect, render_template, request, session, url_for
 
-from handlers import catalogue, orders, outbox, settings
+from handlers import catalogue, money, orders, outbox, settings
 from handlers.errors import DomainError
 from handlers.orders import Buyer, Receiver
 from models import Product, Unit, db
@@ -30,9 +30,7 @@ KEEP_GUEST_ORDERS = 30
 @bp.app_template_filter("yuan")
 def yuan(fen: int | None) -> str:
     """Integer fen shown as yuan with two decimals (16800 → 168.00)."""
-    fen = int(fen or 0)
-    sign, fen = ("-", -fen) if fen < 0 else ("", fen)
-    return f"{sign}{fen // 100}.{fen % 100:02d}"
+    return money.yuan(int(fen or 0))
 
 
 # -- who is buying -------------------------------------------------------

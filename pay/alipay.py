@@ -13,7 +13,7 @@ import json
 import logging
 import re
 from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from alipay.utils import AliPayConfig
 from flask import current_app
 
 from handlers import payments
+from handlers.clock import CHINA
 from handlers.payments import GatewayTrade
 from models import Order, PayChannel, Refund
 
@@ -30,7 +31,6 @@ log = logging.getLogger(__name__)
 
 NOTIFY_PATH = "/pay/alipay/notify"
 PAID_STATUSES = frozenset({"TRADE_SUCCESS", "TRADE_FINISHED"})
-BEIJING = timezone(timedelta(hours=8))  # Alipay's clock; China keeps no daylight saving time
 # Sub-codes Alipay documents as "call again with the same parameters".
 RETRY_SUB_CODES = frozenset({"ACQ.SYSTEM_ERROR", "aop.ACQ.SYSTEM_ERROR"})
 TIMEOUT_SECONDS = 10
@@ -65,7 +65,7 @@ def yuan_to_fen(text: str) -> int:
 def beijing_time(at: datetime) -> str:
     if at.tzinfo is None:  # our columns are UTC
         at = at.replace(tzinfo=timezone.utc)
-    return at.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M:%S")
+    return at.astimezone(CHINA).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def subject_of(order: Order) -> str:
