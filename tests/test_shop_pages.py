@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 import threading
-from pathlib import Path
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 import pytest
@@ -22,7 +21,6 @@ from handlers.payments import GatewayTrade
 from models import Order, PayChannel, Product, UnitProduct, User, db
 from test_h5_auth import log_in
 
-ROOT = Path(__file__).resolve().parent.parent
 # SQLite takes no row locks and refuses a second writer whose snapshot is
 # stale ("database is locked"): races are the PostgreSQL run's to prove.
 needs_row_locks = pytest.mark.skipif(not DB_URL, reason="concurrency is tested on PostgreSQL "
