@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import click
+from flask import current_app
 from flask.cli import AppGroup
 
 from handlers import commissions, outbox, withdrawals
 from handlers.errors import DomainError
 from handlers.money import yuan
-from models import Distributor, IllegalTransition, db
+from models import Distributor, IllegalTransition, WithdrawalStatus, db
 
 withdrawals_cli = AppGroup("withdrawals", help="Distributors' withdrawal requests.")
 commissions_cli = AppGroup("commissions", help="The commission ledger.")
@@ -32,7 +33,7 @@ def list_waiting() -> None:
         click.echo("no withdrawals waiting")
     for w in waiting:
         d = db.session.get(Distributor, w.distributor_id)
-        click.echo(f"{w.id}\t¥{yuan(w.amount_fen)}\tfee ¥{yuan(w.fee_fen)}\tpay ¥{yuan(w.net_fen)}\t"
+        click.echo(f"{w.id}\t{w.status}\t¥{yuan(w.amount_fen)}\tfee ¥{yuan(w.fee_fen)}\tpay ¥{yuan(w.net_fen)}\t"
                    f"{d.real_name}\t{d.mobile}\t{d.user.openid}")
 
 
@@ -43,6 +44,39 @@ def pay(withdrawal_id: int, reference: str) -> None:
     """Record a withdrawal paid by hand."""
     _run(withdrawals.pay_manually, withdrawal_id, reference)
     click.echo(f"withdrawal {withdrawal_id} paid")
+
+
+@withdrawals_cli.command("transfer")
+@click.argument("withdrawal_id", type=int)
+def transfer(withdrawal_id: int) -> None:
+    """Pay a withdrawal through a WeChat Pay merchant transfer: the transfer
+    bill is created in the background, then the distributor confirms it in
+    WeChat (收款). Run again for a withdrawal whose bill is not there yet, to
+    ask WeChat Pay once more."""
+    if not current_app.config["SETTINGS"]["wechatpay"]["mchid"]:
+        raise click.ClickException("WeChat Pay is not configured ([wechatpay] mchid)")
+    try:
+        w = withdrawals.get(withdrawal_id)
+    except DomainError as exc:
+        raise click.ClickException(exc.message) from None
+    if w.status == WithdrawalStatus.TRANSFERRING.value and w.method == "wechat_transfer":
+        if w.package_info:
+            click.echo(f"withdrawal {withdrawal_id}: transfer {w.out_bill_no} waits for the distributor to confirm")
+            return
+        out_bill_no = w.out_bill_no
+    else:
+        out_bill_no = _run(withdrawals.start_transfer, withdrawal_id).out_bill_no
+    # The same out_bill_no is the same bill at WeChat Pay: asking again is safe.
+    outbox.enqueue("pay.jobs.create_transfer", out_bill_no, job_id=f"transfer-{out_bill_no}")
+    db.session.rollback()
+    w = withdrawals.get(withdrawal_id)
+    if w.package_info:
+        click.echo(f"withdrawal {withdrawal_id}: transfer {out_bill_no} created, waiting for the distributor to "
+                   f"confirm")
+    elif w.status == WithdrawalStatus.TRANSFERRING.value:
+        click.echo(f"withdrawal {withdrawal_id}: transfer {out_bill_no} queued")
+    else:
+        click.echo(f"withdrawal {withdrawal_id}: transfer {out_bill_no} {w.status}: {w.reason or ''}".rstrip(": "))
 
 
 @withdrawals_cli.command("reject")
@@ -58,3 +92,11 @@ def sweep() -> None:
     """Make due commission withdrawable (the delayed jobs do it on time;
     this is the safety net)."""
     click.echo(f"{_run(commissions.sweep)} commission row(s) settled")
+
+
+@withdrawals_cli.command("sync")
+def sync() -> None:
+    """Ask WeChat Pay about transfers still waiting for their notification."""
+    from pay.jobs import sync_transfers
+
+    click.echo(f"{sync_transfers()} transfer(s) finished")

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from flask import Response, abort, redirect, render_template, request, url_for
 
-from handlers import applications, outbox, referrals, settings, team, units
+from handlers import applications, commissions, notifications, outbox, referrals, settings, team, units
 from handlers.clock import now
 from handlers.errors import DomainError
 from models import ApplicationStatus, Source
@@ -54,7 +54,9 @@ def apply():
 def center():
     distributor = _distributor_or_apply()
     return render_template("center.html", d=distributor, unit=distributor.unit,
-                           unit_url=unit_url(distributor.unit), team=team.team_of(distributor))
+                           unit_url=unit_url(distributor.unit), team=team.team_of(distributor),
+                           balance=commissions.balance_of(distributor.id),
+                           unread=notifications.unread_count(distributor.user))
 
 
 @bp.get("/qrcode")

@@ -31,16 +31,18 @@ def withdraw():
     error = None
     if request.method == "POST":
         try:
-            withdrawals.request_withdrawal(d, to_fen(request.form.get("amount", "")),
-                                           request.form.get("request_key", ""))
+            w = withdrawals.request_withdrawal(d, to_fen(request.form.get("amount", "")),
+                                               request.form.get("request_key", ""))
             outbox.commit()
-            return redirect(url_for("h5.withdraw"))
+            return redirect(url_for("h5.withdraw", sent=w.id))
         except DomainError as exc:
             outbox.rollback()
             error = exc.message
     rules = current_app.config["SETTINGS"]["distribution"]
+    history = withdrawals.of_distributor(d.id)
+    sent = next((w for w in history if str(w.id) == request.args.get("sent")), None) if not error else None
     return render_template("income/withdraw.html", d=d, balance=commissions.balance_of(d.id), rules=rules,
-                           history=withdrawals.of_distributor(d.id), request_key=withdrawals.new_request_key(),
+                           history=history, sent=sent, request_key=withdrawals.new_request_key(),
                            error=error, typed=request.form.get("amount", "")), 400 if error else 200
 
 
@@ -52,6 +54,8 @@ def confirm_transfer(withdrawal_id: int):
     w = withdrawals.get(withdrawal_id)
     if w.distributor_id != d.id:
         abort(404)
+    if w.status != "transferring" or not w.package_info:
+        return redirect(url_for("h5.withdraw"))  # nothing to confirm (yet, or any more)
     settings = current_app.config["SETTINGS"]
     return render_template("income/confirm.html", w=w, mchid=settings["wechatpay"]["mchid"],
                            appid=settings["wechatpay"]["appid"], sandbox=settings["wechatpay"]["sandbox"])

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from .errors import DomainError
 
-YUAN = re.compile(r"^(\d{1,9})(?:\.(\d{1,2}))?$")
+YUAN = re.compile(r"^([0-9]{1,9})(?:\.([0-9]{1,2}))?$")
 
 
 def yuan(fen: int) -> str:
@@ -16,7 +17,9 @@ def yuan(fen: int) -> str:
 
 def to_fen(text: str) -> int:
     """ "123.4" → 12340, exactly (no floats); anything else is refused."""
-    match = YUAN.match((text or "").strip().replace("¥", "").replace("￥", ""))
+    # NFKC: full-width digits and points from a Chinese keyboard ("１０．５") count.
+    text = unicodedata.normalize("NFKC", text or "").strip().replace("¥", "")
+    match = YUAN.match(text)
     if not match:
         raise DomainError("请填写正确的金额（元，最多两位小数）")
     whole, cents = match.group(1), (match.group(2) or "").ljust(2, "0")

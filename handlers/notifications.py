@@ -48,15 +48,16 @@ def notify(user: User, kind: NotificationKind, event_key: str, title: str, body:
 
 def new_member(distributor: Distributor, member: User, at: datetime | None = None) -> None:
     notify(distributor.user, K.NEW_MEMBER, f"member:{member.id}", "新成员加入",
-           f"{member.display_name} 通过你的推广成为你的顾客", "team", {"thing1": member.display_name[:20]}, at)
+           f"{member.display_name} 通过你的推广加入了你的团队", "team", {"thing1": member.display_name[:20]}, at)
 
 
 def new_order(order: Order, commission_fen: int, at: datetime | None = None) -> None:
     if order.distributor_id is None:
         return
     distributor = db.session.get(Distributor, order.distributor_id)
+    earned = f"，预计佣金 ¥{yuan(commission_fen)}（冻结中）" if commission_fen else ""
     notify(distributor.user, K.NEW_ORDER, f"order:{order.id}:paid", "小店有新订单",
-           f"订单 {order.order_no} 已付款 ¥{yuan(order.total_fen)}，预计佣金 ¥{yuan(commission_fen)}（冻结中）",
+           f"订单 {order.order_no} 已付款 ¥{yuan(order.total_fen)}{earned}",
            "income", {"character_string1": order.order_no, "amount2": yuan(order.total_fen),
                       "amount3": yuan(commission_fen)}, at)
 
@@ -83,7 +84,8 @@ def withdrawal_decided(withdrawal: Withdrawal, paid: bool, at: datetime | None =
     user = db.session.get(Distributor, withdrawal.distributor_id).user
     if paid:
         notify(user, K.WITHDRAWAL_PAID, f"withdrawal:{withdrawal.id}:paid", "提现已到账",
-               f"¥{yuan(withdrawal.net_fen)} 已打款（手续费 ¥{yuan(withdrawal.fee_fen)}）", "withdraw",
+               f"¥{yuan(withdrawal.net_fen)} 已打款" + (f"（手续费 ¥{yuan(withdrawal.fee_fen)}）" if withdrawal.fee_fen else ""),
+               "withdraw",
                {"amount1": yuan(withdrawal.net_fen)}, at)
     else:
         notify(user, K.WITHDRAWAL_REJECTED, f"withdrawal:{withdrawal.id}:{withdrawal.status}", "提现未成功",

@@ -153,11 +153,16 @@ def transfer_created(out_bill_no: str, package_info: str) -> Withdrawal:
     return withdrawal
 
 
-def transfer_finished(out_bill_no: str, state: str, reason: str = "", at: datetime | None = None) -> Withdrawal:
+def transfer_finished(out_bill_no: str, state: str, reason: str = "", at: datetime | None = None,
+                      amount_fen: int | None = None) -> Withdrawal:
     """The transfer's final state (notification or query): SUCCESS pays the
-    withdrawal; FAIL or CANCELLED returns the money. Idempotent."""
+    withdrawal; FAIL or CANCELLED returns the money. Idempotent. With
+    ``amount_fen`` (what the gateway says it transferred), anything but the
+    withdrawal's net amount is refused and changes nothing."""
     at = at or now()
     withdrawal = _lock(out_bill_no=out_bill_no)
+    if amount_fen is not None and amount_fen != withdrawal.net_fen:
+        raise Conflict(f"转账金额 {amount_fen} 分与提现应付 {withdrawal.net_fen} 分不符")
     if withdrawal.status != W.TRANSFERRING.value:
         return withdrawal  # told before
     if state == "SUCCESS":
@@ -172,9 +177,15 @@ def of_distributor(distributor_id: int, limit: int = 50) -> list[Withdrawal]:
                                    .order_by(Withdrawal.id.desc()).limit(limit)))
 
 
-def waiting() -> list[Withdrawal]:
-    return list(db.session.scalars(select(Withdrawal).where(Withdrawal.status == W.REQUESTED.value)
+def transferring() -> list[Withdrawal]:
+    return list(db.session.scalars(select(Withdrawal).where(Withdrawal.status == W.TRANSFERRING.value)
                                    .order_by(Withdrawal.id)))
+
+
+def waiting() -> list[Withdrawal]:
+    """What the merchant still has to act on or wait for."""
+    return list(db.session.scalars(select(Withdrawal).where(
+        Withdrawal.status.in_((W.REQUESTED.value, W.TRANSFERRING.value))).order_by(Withdrawal.id)))
 
 
 def get(withdrawal_id: int) -> Withdrawal:

@@ -37,3 +37,63 @@ def settle_order(order_id: int) -> None:
     from handlers import commissions
 
     commissions.settle_order(order_id)
+
+
+@job
+def create_transfer(out_bill_no: str) -> None:
+    """Create the WeChat Pay transfer bill of a withdrawal the merchant pays
+    (``withdrawals transfer ID``) and keep its package_info for the
+    distributor's confirm page. Retried on a passing failure with the same
+    out_bill_no (WeChat Pay treats it as the same bill); a definitive refusal
+    fails the withdrawal and returns the money — unless WeChat Pay has the
+    bill after all, whose own state then decides."""
+    import logging
+
+    from sqlalchemy import select
+
+    from handlers import withdrawals
+    from models import Distributor, Withdrawal, WithdrawalStatus, db
+
+    from .wechatpay import TransferRefused, WeChatPayGateway, transfer_failure
+
+    withdrawal = db.session.scalars(select(Withdrawal).where(Withdrawal.out_bill_no == out_bill_no)).one_or_none()
+    if withdrawal is None or withdrawal.status != WithdrawalStatus.TRANSFERRING.value or withdrawal.package_info:
+        return  # unknown, decided already, or created by an earlier run
+    distributor = db.session.get(Distributor, withdrawal.distributor_id)
+    gateway = WeChatPayGateway.from_settings()
+    try:
+        bill = gateway.create_transfer(withdrawal, distributor.user.openid, distributor.real_name)
+    except TransferRefused as refused:
+        bill = gateway.query_transfer(out_bill_no)
+        if bill is None:
+            logging.getLogger(__name__).warning("transfer %s refused: %s", out_bill_no, refused)
+            withdrawals.transfer_finished(out_bill_no, "FAIL", refused.message)
+            return
+    if bill.final:
+        withdrawals.transfer_finished(out_bill_no, bill.state,
+                                      transfer_failure(bill.fail_reason) if bill.state == "FAIL" else "")
+    elif bill.package_info:
+        withdrawals.transfer_created(out_bill_no, bill.package_info)
+    else:  # ACCEPTED / PROCESSING: the package comes a moment later; ask again
+        from .wechatpay import WeChatPayError
+
+        raise WeChatPayError("微信支付仍在受理转账", bill.state, out_bill_no)
+
+
+@job
+def sync_transfers() -> int:
+    """Ask WeChat Pay about every transfer still waiting: a lost notification
+    (or WeChat's own cancellation of a bill nobody confirmed) still finishes
+    the withdrawal. Run by ``flask --app wsgi withdrawals sync``."""
+    from handlers import withdrawals
+
+    from .wechatpay import WeChatPayGateway, transfer_failure
+
+    gateway, finished = WeChatPayGateway.from_settings(), 0
+    for w in withdrawals.transferring():
+        bill = gateway.query_transfer(w.out_bill_no)
+        if bill is not None and bill.final:
+            withdrawals.transfer_finished(w.out_bill_no, bill.state,
+                                          transfer_failure(bill.fail_reason) if bill.state == "FAIL" else "")
+            finished += 1
+    return finished

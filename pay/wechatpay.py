@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import secrets
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -26,12 +28,13 @@ from wechatpayv3 import WeChatPay, WeChatPayType
 from app.extensions import redis_store
 from handlers.errors import DomainError
 from handlers.payments import GatewayTrade
-from models import Order, PayChannel, Refund
+from models import Order, PayChannel, Refund, Withdrawal
 
 log = logging.getLogger(__name__)
 
 NOTIFY_PATH = "/pay/wechatpay/notify"
 REFUND_NOTIFY_PATH = "/pay/wechatpay/refund-notify"
+TRANSFER_NOTIFY_PATH = "/pay/wechatpay/transfer-notify"
 SANDBOX_CASHIER_PATH = "/cashier"
 BEIJING = timezone(timedelta(hours=8))  # WeChat Pay's clock; China keeps no daylight saving time
 TIMEOUT = (5, 15)  # connect, read (seconds)
@@ -50,6 +53,42 @@ REFUSALS = {
     "SIGN_ERROR": "商户的微信支付配置有误，请联系客服",
     "NOAUTH": "商户暂未开通微信支付，请联系客服",
 }
+
+
+# Merchant transfer (商家转账, user-confirmation mode): scene 1005 佣金报酬,
+# with the report items WeChat Pay asks for under that scene.
+TRANSFER_SCENE_ID = "1005"
+TRANSFER_REMARK = "佣金提现"  # shown to the distributor; at most 32 characters
+TRANSFER_REPORT_INFOS = ({"info_type": "岗位类型", "info_content": "分销推广"},
+                         {"info_type": "报酬说明", "info_content": "佣金"})
+NAME_REQUIRED_FEN = 200_000  # from 2,000 CNY WeChat Pay needs the payee's name (encrypted)
+OUT_BILL_NO = re.compile(r"[A-Za-z0-9]{5,32}", re.ASCII)
+TRANSFER_FINAL = ("SUCCESS", "FAIL", "CANCELLED")
+# 4xx codes after which asking again with the same out_bill_no cannot help.
+TRANSFER_DEFINITIVE = {"PARAM_ERROR", "INVALID_REQUEST", "OPENID_INVALID", "NAME_NOT_CORRECT",
+                       "INVALID_TRANSFER_AMOUNT", "ACCOUNT_NOT_EXIST"}
+# What the distributor reads when a transfer fails (fail_reason of the bill).
+TRANSFER_FAILURES = {
+    "ACCOUNT_FROZEN": "微信账户已冻结，无法收款",
+    "REAL_NAME_CHECK_FAIL": "微信账户未实名认证，无法收款",
+    "NAME_NOT_CORRECT": "收款人姓名与微信实名不一致",
+    "OPENID_INVALID": "收款微信号有误",
+    "TRANSFER_QUOTA_EXCEED": "超过微信单笔收款额度",
+    "DAY_RECEIVED_QUOTA_EXCEED": "超过微信当日收款额度",
+    "MONTH_RECEIVED_QUOTA_EXCEED": "超过微信当月收款额度",
+    "DAY_RECEIVED_COUNT_EXCEED": "超过微信当日收款次数",
+    "ID_CARD_NOT_CORRECT": "收款人身份证校验失败",
+    "ACCOUNT_NOT_EXIST": "收款微信账户不存在",
+    "TRANSFER_RISK": "转账存在风险，已被微信支付拦截",
+    "PAYEE_ACCOUNT_ABNORMAL": "收款账户异常",
+    "OVERDUE_CLOSE": "超时未确认收款，转账已关闭",
+}
+
+
+def transfer_failure(code: str) -> str:
+    """The distributor's reading of a bill's fail_reason."""
+    code = (code or "").strip()[:64]
+    return TRANSFER_FAILURES.get(code, f"微信转账失败（{code}）" if code else "微信转账失败")
 
 
 class WeChatPayError(DomainError):
@@ -91,6 +130,30 @@ def _error_of(code: int, text: Any) -> tuple[str, str]:
     if not isinstance(data, dict):
         return "", f"HTTP {code}"
     return str(data.get("code", ""))[:64], str(data.get("message", ""))[:200]
+
+
+class TransferRefused(WeChatPayError):
+    """WeChat Pay refused to create the transfer bill for good (bad openid,
+    amount, name…): the same request will never succeed."""
+
+    status = 400
+
+
+@dataclass(frozen=True)
+class TransferBill:
+    """A merchant transfer bill as WeChat Pay describes it."""
+
+    out_bill_no: str
+    state: str
+    transfer_bill_no: str = ""
+    package_info: str = ""
+    amount_fen: int | None = None
+    fail_reason: str = ""
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def final(self) -> bool:
+        return self.state in TRANSFER_FINAL
 
 
 class WeChatPayGateway:
@@ -277,3 +340,83 @@ class WeChatPayGateway:
         except (TypeError, ValueError, AttributeError):
             status = ""
         log.info("wechatpay refund %s for %s requested: %s", refund.out_refund_no, order.order_no, status)
+
+    # -- paying distributors (merchant transfer) ------------------------------
+
+    def create_transfer(self, withdrawal: Withdrawal, openid: str, user_name: str | None = None) -> TransferBill:
+        """Create the transfer bill of a withdrawal (amount: what the
+        distributor receives, ``net_fen``). WeChat Pay answers
+        WAIT_USER_CONFIRM with the ``package_info`` the distributor's page
+        hands to ``requestMerchantTransfer``. The same out_bill_no with the same
+        content is the same bill, so a retry is safe. From 2,000 CNY the
+        payee's real name goes along, encrypted with the WeChat Pay public key
+        (the SDK does it, and sends Wechatpay-Serial). Raises TransferRefused
+        when WeChat Pay refuses for good, WeChatPayError when asking again
+        later may help."""
+        out_bill_no = withdrawal.out_bill_no or ""
+        if not OUT_BILL_NO.fullmatch(out_bill_no):
+            raise TransferRefused("提现单号有误", "OUT_BILL_NO", repr(out_bill_no)[:40])
+        if not openid or not isinstance(openid, str) or len(openid) > 128:
+            raise TransferRefused("收款人没有微信身份，无法转账", "NO_OPENID")
+        amount = withdrawal.net_fen
+        if amount < 1:
+            raise TransferRefused("转账金额有误", "AMOUNT", str(amount))
+        name = " ".join((user_name or "").split()) or None
+        if amount < NAME_REQUIRED_FEN:
+            name = None  # only asked for from 2,000 CNY; WeChat Pay then checks it against the real name
+        elif name is None:
+            raise TransferRefused("转账满 2000 元须填写收款人真实姓名", "NAME_REQUIRED")
+        code, text = self._call(
+            "transfer", self.client.mch_transfer_bills, out_bill_no=out_bill_no,
+            transfer_scene_id=TRANSFER_SCENE_ID, openid=openid, transfer_amount=amount,
+            transfer_remark=TRANSFER_REMARK, user_name=name,
+            transfer_scene_report_infos=[dict(info) for info in TRANSFER_REPORT_INFOS],
+            notify_url=self.base_url + TRANSFER_NOTIFY_PATH)
+        if code != 200:
+            err, message = _error_of(code, text)
+            log.warning("wechatpay transfer %s refused: %s %s %s", out_bill_no, code, err, message)
+            if 400 <= code < 500 and err in TRANSFER_DEFINITIVE:
+                raise TransferRefused(transfer_failure(err) if err in TRANSFER_FAILURES else "微信支付拒绝了这笔转账",
+                                      err, message)
+            raise WeChatPayError("微信支付暂时无法转账，稍后自动重试", err, f"transfer {out_bill_no}: {code} {message}")
+        bill = self._bill(text, out_bill_no)
+        if bill is None:
+            raise WeChatPayError("微信支付暂时无法转账，稍后自动重试", "BAD_ANSWER", str(text)[:200])
+        log.info("wechatpay transfer %s created: %s", out_bill_no, bill.state)
+        return bill
+
+    def query_transfer(self, out_bill_no: str) -> TransferBill | None:
+        """WeChat Pay's view of the bill; None when it has no such bill.
+        Raises WeChatPayError when it cannot be asked now."""
+        if not OUT_BILL_NO.fullmatch(out_bill_no or ""):
+            return None
+        code, text = self._call("transfer query", self.client.mch_transfer_bills_query, out_bill_no=out_bill_no)
+        if code != 200:
+            err, message = _error_of(code, text)
+            if code == 404 or err == "NOT_FOUND":
+                return None
+            raise WeChatPayError("微信支付暂时不可用，请稍后再试", err, f"transfer query {out_bill_no}: {code} {message}")
+        bill = self._bill(text, out_bill_no)
+        if bill is None:
+            raise WeChatPayError("微信支付暂时不可用，请稍后再试", "BAD_ANSWER", str(text)[:200])
+        mchid = bill.raw.get("mch_id", bill.raw.get("mchid"))
+        if mchid is not None and mchid != self.mchid:
+            raise WeChatPayError("微信支付暂时不可用，请稍后再试", "BAD_ANSWER", f"bill of merchant {mchid!r}")
+        return bill
+
+    @staticmethod
+    def _bill(text: Any, out_bill_no: str) -> TransferBill | None:
+        try:
+            data = json.loads(text)
+        except (TypeError, ValueError):
+            return None
+        if not isinstance(data, dict) or data.get("out_bill_no") != out_bill_no:
+            return None
+        state, package = data.get("state"), data.get("package_info", "")
+        if not isinstance(state, str) or not state or not isinstance(package, str) or len(package) > 512:
+            return None
+        amount = data.get("transfer_amount")
+        return TransferBill(out_bill_no=out_bill_no, state=state,
+                            transfer_bill_no=str(data.get("transfer_bill_no") or "")[:64], package_info=package,
+                            amount_fen=amount if isinstance(amount, int) and not isinstance(amount, bool) else None,
+                            fail_reason=str(data.get("fail_reason") or "")[:64], raw=data)

@@ -1,5 +1,6 @@
 """WeChat Pay's notifications (API v3): POST /pay/wechatpay/notify (a contract
-path) and POST /pay/wechatpay/refund-notify.
+path), POST /pay/wechatpay/refund-notify and POST /pay/wechatpay/transfer-notify
+(a merchant transfer to a distributor finished).
 
 Each is proved genuine here — the WeChat Pay public key's signature over
 ``timestamp\\nnonce\\nbody\\n`` and the AEAD_AES_256_GCM resource decrypted
@@ -19,12 +20,14 @@ from typing import Any
 from flask import Response, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from handlers import outbox, payments
+from handlers import outbox, payments, withdrawals
+from handlers.clock import now
+from handlers.errors import DomainError
 from handlers.payments import GatewayTrade
-from models import PayChannel
+from models import NoticeVerdict, PayChannel, WithdrawalStatus
 
 from . import bp
-from .wechatpay import WeChatPayGateway
+from .wechatpay import TRANSFER_FINAL, WeChatPayGateway, transfer_failure
 
 CH = PayChannel.WECHATPAY
 MAX_BODY = 64 * 1024  # a real notification is about 1 KB
@@ -164,6 +167,42 @@ def _refund(gateway: WeChatPayGateway, data: dict[str, Any], body: str) -> payme
                                   gateway_refund_id=_str(resource.get("refund_id")), body=body)
 
 
+def _transfer(gateway: WeChatPayGateway, data: dict[str, Any], body: str) -> payments.Outcome:
+    """MCHTRANSFER.BILL.FINISHED: the distributor confirmed (SUCCESS), the
+    transfer failed (FAIL) or was cancelled / not confirmed in time
+    (CANCELLED). The amount must be the withdrawal's net amount."""
+    resource = data["resource"]
+    out_bill_no = _str(resource.get("out_bill_no"), 32) or None
+    if data.get("event_type") != "MCHTRANSFER.BILL.FINISHED":
+        raise Refused(f"event_type {str(data.get('event_type'))[:40]!r}", 400, out_bill_no)
+    # WeChat Pay's documents spell it both ways.
+    mchid = resource.get("mchid", resource.get("mch_id"))
+    if mchid != gateway.mchid:
+        raise Refused(f"mchid {str(mchid)[:32]!r} is not ours", 400, out_bill_no)
+    if out_bill_no is None:
+        raise Refused("no out_bill_no", 400)
+    state = resource.get("state")
+    if state not in TRANSFER_FINAL:
+        raise Refused(f"state {str(state)[:20]!r} is not final", 400, out_bill_no)
+    amount = resource.get("transfer_amount")
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount < 1:
+        raise Refused(f"transfer_amount {str(amount)[:20]!r}", 400, out_bill_no)
+    reason = transfer_failure(_str(resource.get("fail_reason"))) if state == "FAIL" else ""
+    at = now()
+    try:
+        withdrawal = withdrawals.transfer_finished(out_bill_no, state, reason, at=at, amount_fen=amount)
+    except DomainError as exc:  # unknown bill, or another amount: nothing changed
+        raise Refused(exc.message, 404 if exc.status == 404 else 400, out_bill_no) from None
+    if withdrawal.decided_at == at:
+        payments.record_notice(CH, "transfer", out_bill_no, NoticeVerdict.ACCEPTED, state, body)
+        return payments.Outcome(NoticeVerdict.ACCEPTED, state)
+    said = f"{state}, withdrawal already {withdrawal.status}"
+    if (state == "SUCCESS") != (withdrawal.status == WithdrawalStatus.PAID.value):
+        current_app.logger.error("transfer %s: %s", out_bill_no, said)  # contradicts what we were told before
+    payments.record_notice(CH, "transfer", out_bill_no, NoticeVerdict.DUPLICATE, said, body)
+    return payments.Outcome(NoticeVerdict.DUPLICATE, said)
+
+
 @bp.post("/wechatpay/notify")
 def wechatpay_notify() -> Response:
     return _handle("pay", _pay)
@@ -172,3 +211,8 @@ def wechatpay_notify() -> Response:
 @bp.post("/wechatpay/refund-notify")
 def wechatpay_refund_notify() -> Response:
     return _handle("refund", _refund)
+
+
+@bp.post("/wechatpay/transfer-notify")
+def wechatpay_transfer_notify() -> Response:
+    return _handle("transfer", _transfer)

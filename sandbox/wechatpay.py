@@ -671,3 +671,239 @@ def tamper():
                              f"trade:{trade['mchid']}:{trade['out_trade_no']}")
     return cashier_page(trade, back, f"已发送金额被改为 {to_yuan(other)} 元的支付通知（签名有效），商户回答：{said}",
                         ok=said.startswith("HTTP 2"))
+
+
+# -- merchant transfer (商家转账, user-confirmation mode) ------------------------------------------
+# POST /v3/fund-app/mch-transfer/transfer-bills creates a bill in
+# WAIT_USER_CONFIRM with a package_info; the payee confirms it in WeChat
+# (requestMerchantTransfer — here the /transfer-confirm sheet); the final
+# state (SUCCESS, FAIL, CANCELLED) is notified as MCHTRANSFER.BILL.FINISHED.
+
+OUT_BILL_NO = re.compile(r"[A-Za-z0-9]{5,32}", re.ASCII)
+TRANSFER_MIN_FEN = 10            # 0.1 CNY
+TRANSFER_NAME_FROM_FEN = 200_000  # from 2,000 CNY the payee's name is required
+WAIT_USER_CONFIRM, TRANSFER_FINAL = "WAIT_USER_CONFIRM", ("SUCCESS", "FAIL", "CANCELLED")
+# The report items each scene asks for (1000 现金营销, 1005 佣金报酬).
+SCENE_REPORTS = {"1000": {"活动名称", "奖励说明"}, "1005": {"岗位类型", "报酬说明"}}
+BILL_STATE_DESC = {WAIT_USER_CONFIRM: "待收款用户确认", "SUCCESS": "已到账", "FAIL": "转账失败",
+                   "CANCELLED": "已撤销"}
+
+
+def _bill_key(mchid: str, out_bill_no: str) -> str:
+    return f"sandbox:wxpay:bill:{mchid}:{out_bill_no}"
+
+
+def load_bill(mchid: str, out_bill_no: str) -> dict[str, Any] | None:
+    return _load(_bill_key(mchid, out_bill_no))
+
+
+def save_bill(bill: dict[str, Any]) -> None:
+    _save(_bill_key(bill["mchid"], bill["out_bill_no"]), bill)
+
+
+def decrypt_name(ciphertext: Any) -> str | None:
+    """user_name as WeChat Pay reads it: RSA-OAEP (SHA-1) under the WeChat
+    Pay public key, decrypted with the platform private key."""
+    if not isinstance(ciphertext, str) or not 1 <= len(ciphertext) <= 2048:
+        return None
+    try:
+        plain = platform_key().decrypt(base64.b64decode(ciphertext, validate=True),
+                                       padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA1()),
+                                                    algorithm=hashes.SHA1(), label=None))
+        name = plain.decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return name if 1 <= len(name) <= 64 else None
+
+
+def transfer_problem(data: dict[str, Any]) -> tuple[Response | None, str]:
+    """(error answer, decrypted user_name)."""
+    if data.get("appid") != conf()["appid"]:
+        return error(400, "PARAM_ERROR" if not data.get("appid") else "APPID_MCHID_NOT_MATCH",
+                     "appid 缺失或与 mchid 不匹配"), ""
+    if not isinstance(data.get("out_bill_no"), str) or not OUT_BILL_NO.fullmatch(data["out_bill_no"]):
+        return error(400, "PARAM_ERROR", "out_bill_no 应为 5 至 32 个字符，只能是数字和大小写字母"), ""
+    scene = data.get("transfer_scene_id")
+    if scene not in SCENE_REPORTS:
+        return error(400, "PARAM_ERROR", "transfer_scene_id 无效或商户未开通该转账场景"), ""
+    openid = data.get("openid")
+    if not isinstance(openid, str) or not 1 <= len(openid) <= 128:
+        return error(400, "PARAM_ERROR", "openid 必填"), ""
+    amount = fen(data.get("transfer_amount"))
+    if amount is None or amount < TRANSFER_MIN_FEN:
+        return error(400, "PARAM_ERROR", "transfer_amount 应为整数（单位：分），且不少于 0.1 元"), ""
+    remark = data.get("transfer_remark")
+    if not isinstance(remark, str) or not 1 <= len(remark) <= 32:
+        return error(400, "PARAM_ERROR", "transfer_remark 必填，不超过 32 个字符"), ""
+    infos = data.get("transfer_scene_report_infos")
+    if not isinstance(infos, list) or not all(isinstance(i, dict) and isinstance(i.get("info_type"), str)
+                                              and isinstance(i.get("info_content"), str)
+                                              and 1 <= len(i["info_content"]) <= 32 for i in infos):
+        return error(400, "PARAM_ERROR", "transfer_scene_report_infos 应为 [{info_type, info_content}] 列表"), ""
+    missing = SCENE_REPORTS[scene] - {i["info_type"] for i in infos}
+    if missing:
+        return error(400, "PARAM_ERROR", f"转账场景 {scene} 须报备：{'、'.join(sorted(missing))}"), ""
+    if "notify_url" in data and not url_ok(data["notify_url"]):
+        return error(400, "PARAM_ERROR", "notify_url 应为不带参数的 http(s) 地址"), ""
+    name = ""
+    if "user_name" in data:
+        if request.headers.get("Wechatpay-Serial") != conf()["public_key_id"]:
+            return error(400, "PARAM_ERROR", "加密了敏感信息，须在 Wechatpay-Serial 中写明所用微信支付公钥的 ID"), ""
+        name = decrypt_name(data["user_name"]) or ""
+        if not name:
+            return error(400, "PARAM_ERROR", "user_name 解密失败：须用微信支付公钥以 RSA-OAEP 加密"), ""
+    elif amount >= TRANSFER_NAME_FROM_FEN:
+        return error(400, "PARAM_ERROR", "转账金额满 2000 元时 user_name 必填"), ""
+    return None, name
+
+
+def bill_content(data: dict[str, Any], name: str) -> dict[str, Any]:
+    """What must match when the same out_bill_no is asked for again."""
+    return {"appid": data["appid"], "scene": data["transfer_scene_id"], "openid": data["openid"],
+            "amount": data["transfer_amount"], "remark": data["transfer_remark"], "user_name": name}
+
+
+def bill_answer(bill: dict[str, Any]) -> dict[str, Any]:
+    data = {"out_bill_no": bill["out_bill_no"], "transfer_bill_no": bill["transfer_bill_no"],
+            "create_time": bill["create_time"], "state": bill["state"]}
+    if bill["state"] == WAIT_USER_CONFIRM:
+        data["package_info"] = bill["package_info"]
+    return data
+
+
+def bill_view(bill: dict[str, Any], amount: int | None = None) -> dict[str, Any]:
+    """The bill as the query answers it (amount: a tampered one, for the forge buttons)."""
+    data = {"mch_id": bill["mchid"], "out_bill_no": bill["out_bill_no"],
+            "transfer_bill_no": bill["transfer_bill_no"], "appid": bill["appid"], "state": bill["state"],
+            "transfer_amount": bill["amount"] if amount is None else amount, "transfer_remark": bill["remark"],
+            "openid": bill["openid"], "create_time": bill["create_time"], "update_time": bill["update_time"]}
+    if bill.get("fail_reason"):
+        data["fail_reason"] = bill["fail_reason"]
+    return data
+
+
+@bp.post("/v3/fund-app/mch-transfer/transfer-bills")
+def create_transfer_bill():
+    mchid, problem = authenticated_mchid()
+    if problem:
+        return problem
+    data, problem = json_body()
+    if problem:
+        return problem
+    problem, name = transfer_problem(data)
+    if problem:
+        return problem
+    out_bill_no = data["out_bill_no"]
+    with lock(mchid, f"bill-{out_bill_no}"):
+        bill = load_bill(mchid, out_bill_no)
+        if bill is not None:
+            if bill["content"] != bill_content(data, name):
+                return error(400, "INVALID_REQUEST", "商户单号重复，且与之前的转账信息不一致")
+            return answer(bill_answer(bill))
+        created = rfc3339()
+        bill = {"mchid": mchid, "appid": data["appid"], "out_bill_no": out_bill_no,
+                "transfer_bill_no": "1330" + f"{secrets.randbelow(10**36):036d}", "openid": data["openid"],
+                "amount": data["transfer_amount"], "remark": data["transfer_remark"], "user_name": name,
+                "scene": data["transfer_scene_id"], "reports": data["transfer_scene_report_infos"],
+                "notify_url": data.get("notify_url", ""), "state": WAIT_USER_CONFIRM,
+                "package_info": "ABBQO+oYAAABAAAAAAB" + base64.b64encode(secrets.token_bytes(48)).decode(),
+                "content": bill_content(data, name), "fail_reason": "", "create_time": created,
+                "update_time": created}
+        save_bill(bill)
+    return answer(bill_answer(bill))
+
+
+@bp.get("/v3/fund-app/mch-transfer/transfer-bills/out-bill-no/<out_bill_no>")
+def query_transfer_bill(out_bill_no: str):
+    mchid, problem = authenticated_mchid()
+    if problem:
+        return problem
+    bill = load_bill(mchid, out_bill_no) if OUT_BILL_NO.fullmatch(out_bill_no) else None
+    if bill is None:
+        return error(404, "NOT_FOUND", "记录不存在")
+    return answer(bill_view(bill))
+
+
+def transfer_notification(bill: dict[str, Any], amount: int | None = None, mchid: str | None = None) -> str:
+    resource = {"mchid": mchid or bill["mchid"], "out_bill_no": bill["out_bill_no"],
+                "transfer_bill_no": bill["transfer_bill_no"], "state": bill["state"],
+                "transfer_amount": bill["amount"] if amount is None else amount, "openid": bill["openid"],
+                "create_time": bill["create_time"], "update_time": bill["update_time"]}
+    if bill.get("fail_reason"):
+        resource["fail_reason"] = bill["fail_reason"]
+    return notification_body("MCHTRANSFER.BILL.FINISHED", "商家转账单据终态通知", "mch_payment", resource)
+
+
+def notify_transfer(bill: dict[str, Any]) -> str:
+    return post_notification(bill["notify_url"], transfer_notification(bill),
+                             f"bill:{bill['mchid']}:{bill['out_bill_no']}")
+
+
+def bill_log(bill: dict[str, Any]) -> list[dict[str, str]]:
+    key = f"sandbox:wxpay:notify-log:bill:{bill['mchid']}:{bill['out_bill_no']}"
+    return [json.loads(x) for x in redis_store.conn.lrange(key, 0, 9)]
+
+
+# -- the payee's 确认收款 sheet (requestMerchantTransfer) ------------------------------------------
+
+def transfer_page(bill: dict[str, Any], back: str, message: str = "", ok: bool = False, status: int = 200):
+    return render_template("sandbox/wechatpay_transfer.html", bill=bill, yuan=to_yuan(bill["amount"]), back=back,
+                           desc=BILL_STATE_DESC.get(bill["state"], bill["state"]), message=message, ok=ok,
+                           log=bill_log(bill)), status
+
+
+def _bill_of(args) -> tuple[dict[str, Any] | None, str, Any]:
+    back = args.get("back", "")
+    if not same_site(back):
+        return None, "", error_page("INVALID_RETURN", "back 只能是本站地址")
+    out_bill_no = args.get("out_bill_no", "")
+    bill = load_bill(conf()["mchid"], out_bill_no) if OUT_BILL_NO.fullmatch(out_bill_no) else None
+    if bill is None:
+        return None, back, error_page("NOT_FOUND", "转账单不存在或已过期", 404)
+    return bill, back, None
+
+
+@bp.get("/transfer-confirm")
+def transfer_confirm():
+    """What WeChat shows on requestMerchantTransfer: the amount, the remark,
+    and 确认收款."""
+    bill, back, page = _bill_of(request.args)
+    if bill is None:
+        return page
+    return transfer_page(bill, back)
+
+
+# The three ways a bill in WAIT_USER_CONFIRM ends from the payee's sheet.
+ENDINGS = {"accept": ("SUCCESS", ""), "cancel": ("CANCELLED", ""), "fail": ("FAIL", "PAYEE_ACCOUNT_ABNORMAL")}
+
+
+@bp.post("/transfer-confirm/<action>")
+def transfer_decide(action: str):
+    if action not in ENDINGS:
+        abort(404)
+    bill, back, page = _bill_of(request.form)
+    if bill is None:
+        return page
+    state, fail_reason = ENDINGS[action]
+    with lock(bill["mchid"], f"bill-{bill['out_bill_no']}"):
+        bill = load_bill(bill["mchid"], bill["out_bill_no"])
+        if bill["state"] != WAIT_USER_CONFIRM:  # a second tap: ended already, nothing moves twice
+            return transfer_page(bill, back, f"该转账已结束（{BILL_STATE_DESC.get(bill['state'])}）", ok=True)
+        bill["state"], bill["fail_reason"], bill["update_time"] = state, fail_reason, rfc3339()
+        save_bill(bill)
+    said = notify_transfer(bill)
+    if said.startswith("HTTP 2"):
+        return redirect(back, 303)
+    return transfer_page(bill, back, f"{BILL_STATE_DESC[state]}；商户对通知的回答：{said}（微信支付会重试）")
+
+
+@bp.post("/transfer-confirm/notify")
+def transfer_resend():
+    """WeChat Pay retries until it hears 2xx; here a person presses the button."""
+    bill, back, page = _bill_of(request.form)
+    if bill is None:
+        return page
+    if bill["state"] not in TRANSFER_FINAL:
+        return transfer_page(bill, back, "转账尚未结束，没有可重发的通知")
+    said = notify_transfer(bill)
+    return transfer_page(bill, back, f"已重发通知，商户回答：{said}", ok=said.startswith("HTTP 2"))
