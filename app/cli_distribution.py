@@ -6,22 +6,13 @@ from __future__ import annotations
 import click
 from flask.cli import AppGroup
 
+from .cli_support import run_handler
+
 from handlers import applications, outbox, units
-from handlers.errors import DomainError
-from models import IllegalTransition
 
 applications_cli = AppGroup("applications", help="Review distributor applications.")
 units_cli = AppGroup("units", help="Distributors' units (shops, QR codes, posters).")
 CST_FORMAT = "%Y-%m-%d %H:%M"
-
-
-def _decide(action, *args) -> None:
-    try:
-        action(*args)
-        outbox.commit()
-    except (DomainError, IllegalTransition) as exc:
-        outbox.rollback()
-        raise click.ClickException(getattr(exc, "message", str(exc))) from None
 
 
 @applications_cli.command("list")
@@ -41,7 +32,7 @@ def list_applications() -> None:
 @click.argument("application_id", type=int)
 @click.option("--by", default="merchant", help="Who decided (kept on the application).")
 def approve(application_id: int, by: str) -> None:
-    _decide(applications.approve_application, application_id, by)
+    run_handler(applications.approve_application, application_id, by)
     click.echo(f"application {application_id} approved")
 
 
@@ -50,7 +41,7 @@ def approve(application_id: int, by: str) -> None:
 @click.option("--reason", required=True, help="Shown to the applicant.")
 @click.option("--by", default="merchant", help="Who decided (kept on the application).")
 def reject(application_id: int, reason: str, by: str) -> None:
-    _decide(applications.reject_application, application_id, reason, by)
+    run_handler(applications.reject_application, application_id, reason, by)
     click.echo(f"application {application_id} rejected")
 
 

@@ -6,23 +6,15 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
+from .cli_support import run_handler
+
 from handlers import commissions, outbox, withdrawals
 from handlers.errors import DomainError
 from handlers.money import yuan
-from models import Distributor, IllegalTransition, WithdrawalStatus, db
+from models import Distributor, WithdrawalStatus, db
 
 withdrawals_cli = AppGroup("withdrawals", help="Distributors' withdrawal requests.")
 commissions_cli = AppGroup("commissions", help="The commission ledger.")
-
-
-def _run(action, *args):
-    try:
-        result = action(*args)
-        outbox.commit()
-        return result
-    except (DomainError, IllegalTransition) as exc:
-        outbox.rollback()
-        raise click.ClickException(getattr(exc, "message", str(exc))) from None
 
 
 @withdrawals_cli.command("list")
@@ -42,7 +34,7 @@ def list_waiting() -> None:
 @click.option("--reference", required=True, help="The bank transfer or payment reference.")
 def pay(withdrawal_id: int, reference: str) -> None:
     """Record a withdrawal paid by hand."""
-    _run(withdrawals.pay_manually, withdrawal_id, reference)
+    run_handler(withdrawals.pay_manually, withdrawal_id, reference)
     click.echo(f"withdrawal {withdrawal_id} paid")
 
 
@@ -65,7 +57,7 @@ def transfer(withdrawal_id: int) -> None:
             return
         out_bill_no = w.out_bill_no
     else:
-        out_bill_no = _run(withdrawals.start_transfer, withdrawal_id).out_bill_no
+        out_bill_no = run_handler(withdrawals.start_transfer, withdrawal_id).out_bill_no
     # The same out_bill_no is the same bill at WeChat Pay: asking again is safe.
     outbox.enqueue("pay.jobs.create_transfer", out_bill_no, job_id=f"transfer-{out_bill_no}")
     db.session.rollback()
@@ -83,7 +75,7 @@ def transfer(withdrawal_id: int) -> None:
 @click.argument("withdrawal_id", type=int)
 @click.option("--reason", required=True, help="Shown to the distributor; the money goes back to them.")
 def reject(withdrawal_id: int, reason: str) -> None:
-    _run(withdrawals.reject, withdrawal_id, reason)
+    run_handler(withdrawals.reject, withdrawal_id, reason)
     click.echo(f"withdrawal {withdrawal_id} rejected")
 
 
@@ -91,7 +83,7 @@ def reject(withdrawal_id: int, reason: str) -> None:
 def sweep() -> None:
     """Make due commission withdrawable (the delayed jobs do it on time;
     this is the safety net)."""
-    click.echo(f"{_run(commissions.sweep)} commission row(s) settled")
+    click.echo(f"{run_handler(commissions.sweep)} commission row(s) settled")
 
 
 @withdrawals_cli.command("sync")

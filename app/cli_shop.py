@@ -5,22 +5,12 @@ from __future__ import annotations
 import click
 from flask.cli import AppGroup
 
-from handlers import catalogue, orders, outbox, payments
-from handlers.errors import DomainError
-from models import IllegalTransition
+from .cli_support import run_handler
+
+from handlers import catalogue, orders, payments
 
 products_cli = AppGroup("products", help="The catalogue.")
 orders_cli = AppGroup("orders", help="Orders: list, ship, refund, sweep.")
-
-
-def _run(action, *args, **kwargs):
-    try:
-        result = action(*args, **kwargs)
-        outbox.commit()
-        return result
-    except (DomainError, IllegalTransition) as exc:
-        outbox.rollback()
-        raise click.ClickException(getattr(exc, "message", str(exc))) from None
 
 
 def _yuan(fen: int) -> str:
@@ -44,7 +34,7 @@ def list_products() -> None:
 @click.option("--level1-rate-bp", type=int, default=None, help="Commission for the unit's distributor.")
 @click.option("--level2-rate-bp", type=int, default=None, help="Commission for their level-1 parent.")
 def add(name, price_fen, stock, description, images, level1_rate_bp, level2_rate_bp) -> None:
-    product = _run(catalogue.add_product, name, price_fen, stock, description, list(images),
+    product = run_handler(catalogue.add_product, name, price_fen, stock, description, list(images),
                    level1_rate_bp=level1_rate_bp, level2_rate_bp=level2_rate_bp)
     click.echo(f"product {product.id} added")
 
@@ -59,14 +49,14 @@ def add(name, price_fen, stock, description, images, level1_rate_bp, level2_rate
 @click.option("--level2-rate-bp", type=int)
 def update(product_id, **options) -> None:
     changes = {k: v for k, v in options.items() if v is not None}
-    _run(catalogue.update_product, product_id, **changes)
+    run_handler(catalogue.update_product, product_id, **changes)
     click.echo(f"product {product_id} updated")
 
 
 @products_cli.command("seed")
 def seed() -> None:
     """The try-out's small catalogue (only into an empty one)."""
-    click.echo(f"{_run(catalogue.seed_tryout_catalogue)} product(s) seeded")
+    click.echo(f"{run_handler(catalogue.seed_tryout_catalogue)} product(s) seeded")
 
 
 @orders_cli.command("list")
@@ -88,7 +78,7 @@ def list_orders(status) -> None:
 @click.option("--carrier", required=True, help="e.g. 顺丰速运")
 @click.option("--tracking-no", required=True)
 def ship(order_no, carrier, tracking_no) -> None:
-    _run(orders.ship_order, order_no, carrier, tracking_no)
+    run_handler(orders.ship_order, order_no, carrier, tracking_no)
     click.echo(f"order {order_no} shipped")
 
 
@@ -97,7 +87,7 @@ def ship(order_no, carrier, tracking_no) -> None:
 @click.option("--reason", required=True)
 def refund(order_no, reason) -> None:
     """Refund a paid or shipped order in full through its gateway."""
-    r = _run(payments.start_refund, order_no, reason)
+    r = run_handler(payments.start_refund, order_no, reason)
     click.echo(f"refund {r.out_refund_no} requested")
 
 
@@ -105,5 +95,5 @@ def refund(order_no, reason) -> None:
 def sweep() -> None:
     """Cancel overdue unpaid orders and confirm receipt of those past their
     date (the delayed jobs do this on time; this is the safety net)."""
-    expired, confirmed = _run(orders.sweep)
+    expired, confirmed = run_handler(orders.sweep)
     click.echo(f"{expired} order(s) cancelled, {confirmed} confirmed")

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from models import (APPLICATION_STATES, Application, ApplicationStatus, Distributor, Source, TouchOutcome, User,
                     db)
 
-from . import notifications, outbox, referrals, settings, units
+from . import notifications, referrals, settings, units
 from .clock import now
 from .errors import Conflict, DomainError, NotFound
 

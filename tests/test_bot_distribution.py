@@ -7,7 +7,7 @@ import time
 
 from sqlalchemy import func, select
 
-from distribution_helpers import make_distributor, make_user
+from distribution_helpers import make_distributor
 from handlers import applications, outbox
 from models import ReferralTouch, SandboxMessage, Unit, User, db
 

@@ -14,7 +14,7 @@ from handlers import catalogue, commissions, orders, outbox, payments, referrals
 from handlers.clock import now
 from handlers.errors import DomainError
 from handlers.payments import GatewayTrade
-from models import (Balance, CommissionRow, IllegalTransition, Order, PayChannel, Refund, Source, Withdrawal,
+from models import (CommissionRow, IllegalTransition, Order, PayChannel, Refund, Source, Withdrawal,
                     db)
 
 RECEIVER = orders.Receiver.checked("张三", "13800138000", "上海市徐汇区漕溪北路 1 号")

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from distribution_helpers import make_distributor, make_user
 from handlers import outbox, referrals, units
 from handlers.codes import INVITE_ALPHABET
-from models import Distributor, ReferralTouch, Source, TouchOutcome, Unit, User, db
+from models import ReferralTouch, Source, TouchOutcome, User, db
 
 
 def touches(user: User) -> list[ReferralTouch]:
