@@ -105,14 +105,11 @@ def shop_context():
 
 
 def quantity(raw: str | None, lowest: int) -> int:
-    limit = max_quantity()
     try:
         qty = int((raw or "").strip())
     except ValueError:
         raise DomainError("请填写购买数量") from None
-    if not lowest <= qty <= limit:
-        raise DomainError(f"每种商品一次可买 1-{limit} 件")
-    return qty
+    return orders.check_quantity(qty, lowest)
 
 
 def product_id(raw: str | None) -> int:

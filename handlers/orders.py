@@ -101,19 +101,26 @@ def new_order_no(at: datetime) -> str:
     return at.strftime("%y%m%d%H") + f"{secrets.randbelow(10**12):012d}"
 
 
+def check_quantity(qty: int, lowest: int = 1) -> int:
+    """How many of one product an order may hold: [lowest, [orders] max_quantity]."""
+    limit = settings.section("orders")["max_quantity"]
+    if not lowest <= qty <= limit:
+        raise DomainError(f"每种商品一次可买 1-{limit} 件")
+    return qty
+
+
 def place_order(buyer: Buyer, items: dict[int, int], receiver: Receiver, note: str = "",
                 at: datetime | None = None) -> Order:
     at = at or now()
     if buyer.user is None and not (buyer.guest_mobile and MOBILE.match(buyer.guest_mobile)):
         raise DomainError("请先填写手机号")
-    limit = settings.section("orders")["max_quantity"]
     items = {int(pid): int(qty) for pid, qty in items.items() if int(qty) != 0}
     if not items:
         raise DomainError("购物车是空的")
     if len(items) > MAX_LINES:
         raise DomainError(f"一次最多购买 {MAX_LINES} 种商品")
-    if any(not 1 <= qty <= limit for qty in items.values()):
-        raise DomainError(f"每种商品一次可买 1-{limit} 件")
+    for qty in items.values():
+        check_quantity(qty)
     place = sale_place(buyer)
     order = Order(order_no=new_order_no(at), buyer_id=buyer.user.id if buyer.user else None,
                   guest_mobile=None if buyer.user else buyer.guest_mobile, unit_id=place.unit.id,

@@ -231,6 +231,15 @@ def authenticated_mchid() -> tuple[str | None, Response | None]:
     return fields["mchid"], None
 
 
+def signed_json() -> tuple[str | None, dict[str, Any] | None, Response | None]:
+    """A merchant-signed request with a JSON body: (mchid, body, None), or an error answer."""
+    mchid, problem = authenticated_mchid()
+    if problem:
+        return None, None, problem
+    data, problem = json_body()
+    return mchid, data, problem
+
+
 def json_body() -> tuple[dict[str, Any] | None, Response | None]:
     if (request.content_length or 0) > MAX_BODY:
         return None, error(400, "PARAM_ERROR", "请求体过大")
@@ -290,10 +299,7 @@ def content_of(data: dict[str, Any]) -> dict[str, Any]:
 
 @bp.post("/v3/pay/transactions/jsapi")
 def jsapi():
-    mchid, problem = authenticated_mchid()
-    if problem:
-        return problem
-    data, problem = json_body()
+    mchid, data, problem = signed_json()
     if problem:
         return problem
     problem = jsapi_problem(data, mchid)
@@ -357,10 +363,7 @@ def query(out_trade_no: str):
 
 @bp.post("/v3/pay/transactions/out-trade-no/<out_trade_no>/close")
 def close(out_trade_no: str):
-    mchid, problem = authenticated_mchid()
-    if problem:
-        return problem
-    data, problem = json_body()
+    mchid, data, problem = signed_json()
     if problem:
         return problem
     if data.get("mchid") != mchid:
@@ -394,10 +397,7 @@ def refund_view(refund: dict[str, Any]) -> dict[str, Any]:
 
 @bp.post("/v3/refund/domestic/refunds")
 def create_refund():
-    mchid, problem = authenticated_mchid()
-    if problem:
-        return problem
-    data, problem = json_body()
+    mchid, data, problem = signed_json()
     if problem:
         return problem
     out_refund_no = data.get("out_refund_no")
@@ -784,10 +784,7 @@ def bill_view(bill: dict[str, Any], amount: int | None = None) -> dict[str, Any]
 
 @bp.post("/v3/fund-app/mch-transfer/transfer-bills")
 def create_transfer_bill():
-    mchid, problem = authenticated_mchid()
-    if problem:
-        return problem
-    data, problem = json_body()
+    mchid, data, problem = signed_json()
     if problem:
         return problem
     problem, name = transfer_problem(data)

@@ -173,3 +173,31 @@ def sandbox_user(app):
 @pytest.fixture
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def base(settings) -> str:
+    return settings["app"]["base_url"]
+
+
+@pytest.fixture
+def person(sandbox_user, base):
+    """Creator of WeChat users (followers) with a browser logged in to the H5
+    pages through the sandbox's OAuth, profile granted (snsapi_userinfo)."""
+    import requests
+
+    from test_h5_auth import log_in
+
+    opened = []
+
+    def make(nickname: str, subscribed: bool = True) -> requests.Session:
+        who = sandbox_user(nickname, subscribed=subscribed)
+        browser = requests.Session()
+        opened.append(browser)
+        assert log_in(browser, base, who.openid, scope="snsapi_userinfo").status_code == 302
+        browser.openid = who.openid
+        return browser
+
+    yield make
+    for b in opened:
+        b.close()

@@ -40,11 +40,6 @@ def gw(app) -> AlipayGateway:
 
 
 @pytest.fixture
-def base(settings) -> str:
-    return settings["app"]["base_url"]
-
-
-@pytest.fixture
 def make_order(app):
     def make(price_fen: int = 1990, qty: int = 1, name: str = "测试") -> str:
         product = catalogue.add_product(name, price_fen, 100)

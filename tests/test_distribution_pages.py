@@ -16,29 +16,6 @@ from test_h5_auth import log_in
 GOOD = {"real_name": "赵六", "mobile": "13700001111", "reason": "朋友多，爱分享"}
 
 
-@pytest.fixture
-def base(settings) -> str:
-    return settings["app"]["base_url"]
-
-
-@pytest.fixture
-def person(sandbox_user, base):
-    """A WeChat user with a browser, logged in to the H5 pages."""
-    opened = []
-
-    def make(nickname: str):
-        who = sandbox_user(nickname)
-        browser = requests.Session()
-        opened.append(browser)
-        assert log_in(browser, base, who.openid, scope="snsapi_userinfo").status_code == 302
-        browser.openid = who.openid
-        return browser
-
-    yield make
-    for b in opened:
-        b.close()
-
-
 def csrf(page: str) -> str:
     return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
 

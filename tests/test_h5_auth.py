@@ -20,11 +20,6 @@ STATE_GONE = "登录链接已失效或已被使用"
 
 
 @pytest.fixture
-def base(settings) -> str:
-    return settings["app"]["base_url"]
-
-
-@pytest.fixture
 def browsers():
     opened = []
 

@@ -21,34 +21,10 @@ from handlers.payments import GatewayTrade
 from models import (Balance, CommissionRow, Notification, PayChannel, Refund, SandboxMessage, Source, User,
                     Withdrawal, db)
 from test_browser_buy import driver  # noqa: F401  (the headless phone browser)
-from test_h5_auth import log_in
 
 RECEIVER = orders.Receiver.checked("张三", "13800138000", "上海市徐汇区漕溪北路 1 号")
 _txn = itertools.count(5_000_000)
 _clock = itertools.count(int(now().timestamp()))
-
-
-@pytest.fixture
-def base(settings) -> str:
-    return settings["app"]["base_url"]
-
-
-@pytest.fixture
-def person(sandbox_user, base):
-    """A WeChat user (a follower of the account) with a browser, logged in."""
-    opened = []
-
-    def make(nickname: str, subscribed: bool = True) -> requests.Session:
-        who = sandbox_user(nickname, subscribed=subscribed)
-        browser = requests.Session()
-        opened.append(browser)
-        assert log_in(browser, base, who.openid, scope="snsapi_userinfo").status_code == 302
-        browser.openid = who.openid
-        return browser
-
-    yield make
-    for b in opened:
-        b.close()
 
 
 # -- reading pages as a person does ----------------------------------------

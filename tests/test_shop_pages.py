@@ -34,11 +34,6 @@ RECEIVER = {"name": "李雷", "mobile": "13912345678", "address": "浙江省杭�
 # -- fixtures and helpers ---------------------------------------------------------
 
 @pytest.fixture
-def base(settings) -> str:
-    return settings["app"]["base_url"]
-
-
-@pytest.fixture
 def catalogue_items(app):
     """Three products on sale and one taken off sale."""
     made = [catalogue.add_product("山茶花洗护礼盒", 16800, 10, "山茶花籽油洗发露 400ml + 护发素 400ml。",

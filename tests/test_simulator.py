@@ -20,11 +20,6 @@ from wxbot.menu import load_menu
 OPEN_LINK = re.compile(r'href="(/sandbox/open\?url=[^"]+)"')
 
 
-@pytest.fixture
-def base(settings) -> str:
-    return settings["app"]["base_url"]
-
-
 class Phone:
     """A browser on the simulator."""
 

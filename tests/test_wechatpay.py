@@ -42,11 +42,6 @@ def gw(app) -> WeChatPayGateway:
 
 
 @pytest.fixture
-def base(settings) -> str:
-    return settings["app"]["base_url"]
-
-
-@pytest.fixture
 def buyer(app):
     return make_user("微信买家")
 
