@@ -34,7 +34,7 @@ run: seed
 	@echo "  Health: http://$(HOST):$(PORT)/healthz    Stop: Ctrl-C"
 	@echo ""
 	$(BIN)/gunicorn --workers 1 --worker-class gthread --threads 8 --bind $(HOST):$(PORT) \
-		--access-logfile - wsgi:app
+		-c gunicorn.conf.py wsgi:app
 
 worker: setup
 	$(BIN)/flask --app wsgi worker
