@@ -20,7 +20,7 @@ def index():
     user = current_user()
     distributor = referrals.distributor_of(user.id)
     if distributor:
-        links = [("center", "分销中心"), ("qrcode", "我的二维码"), ("team", "我的团队"), ("income", "我的收入")]
+        links = [("center", "分销中心"), ("qrcode", "我的二维码"), ("my_team", "我的团队"), ("income", "我的收入")]
     else:
         links = [("apply", "申请成为分销商")]
     links += [("shop", "商城"), ("my_orders", "我的订单"), ("cart_page", "购物车"), ("notification_centre", "通知中心"),

@@ -177,3 +177,16 @@ def test_the_apply_page_asks_for_the_profile_only_when_it_is_missing(sandbox_use
     assert browser.get(f"{base}/h5/shop", allow_redirects=False).status_code == 200  # others don't ask
     log_in(browser, base, who.openid, scope="snsapi_userinfo")
     assert browser.get(f"{base}/h5/apply", allow_redirects=False).status_code == 200
+
+
+def test_the_me_page_renders_for_a_distributor_and_links_to_their_pages(app, person, base, jobs):
+    owner = person("店主")
+    apply(owner, base)
+    approve_all(app, jobs)
+    page = owner.get(f"{base}/h5/")
+    assert page.status_code == 200 and "一级分销商" in page.text
+    for path in ("/h5/center", "/h5/qrcode", "/h5/team", "/h5/income"):
+        assert f'href="{path}"' in page.text, path
+        assert owner.get(f"{base}{path}").status_code == 200, path
+    customer = person("顾客").get(f"{base}/h5/")
+    assert customer.status_code == 200 and 'href="/h5/apply"' in customer.text and 'href="/h5/team"' not in customer.text
