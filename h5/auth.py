@@ -1,8 +1,13 @@
-"""H5 identity through WeChat OAuth.
+"""H5 identity through WeChat OAuth, and sessions that can be ended.
 
 ``snsapi_base`` is silent and gives the openid; ``snsapi_userinfo`` asks the
 user and gives nickname and avatar, so it is used only when a page needs a
 profile. ``state`` is a one-time value bound to the session cookie.
+
+Who a browser is lives server-side: a login (and a guest's first order)
+starts an ``H5Session`` row, and the signed cookie carries only its random
+id. Every H5 request looks the row up by primary key; logging out revokes
+it, so a copy of the cookie is worth nothing afterwards.
 """
 from __future__ import annotations
 
@@ -10,24 +15,90 @@ import functools
 import hmac
 import logging
 import secrets
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 from flask import current_app, g, redirect, render_template, request, session, url_for
+from sqlalchemy import update
 from wechatpy.exceptions import WeChatOAuthException
 
 from handlers import outbox, users
-from models import FirstContact, User
+from handlers.clock import now
+from models import FirstContact, User, db
+from models.h5_session import H5Session
 
 from . import bp
 
 log = logging.getLogger(__name__)
 SCOPES = ("snsapi_base", "snsapi_userinfo")
+SID = "sid"
+# What says who the browser is (the openid, h5/shop.py's guest keys): kept only while a live session backs it.
+IDENTITY = ("openid", "guest_mobile", "guest_orders", "guest_receiver")
+SEEN_EVERY = timedelta(hours=1)  # last_seen_at is written at most this often
+
+
+# -- the server-side session --------------------------------------------------
+
+@bp.before_request
+def check_session() -> None:
+    """The cookie's session must be alive in the database: unknown, revoked
+    or idle past the cookie's lifetime, the browser is nobody again."""
+    if request.endpoint == "h5.static":
+        return
+    sid = session.get(SID)
+    if sid is None:
+        for key in IDENTITY:  # e.g. a cookie from before sessions were kept
+            session.pop(key, None)
+        return
+    record = db.session.get(H5Session, sid) if isinstance(sid, str) and len(sid) <= 64 else None
+    at = now()
+    if record is None or record.revoked_at is not None \
+            or record.last_seen_at < at - current_app.permanent_session_lifetime:
+        session.clear()
+        return
+    g.h5_session = record
+    if record.last_seen_at < at - SEEN_EVERY:
+        record.last_seen_at = at
+        db.session.commit()
+
+
+@bp.context_processor
+def session_context() -> dict:
+    return {"signed_in": g.get("h5_session") is not None}
+
+
+def start_session(user: User | None) -> None:
+    """This browser is ``user`` (None: a guest buyer) from now on; the
+    session it had before, if any, ends."""
+    _revoke(session.get(SID))
+    at = now()
+    record = H5Session(id=secrets.token_urlsafe(32), user_id=user.id if user else None, created_at=at,
+                       last_seen_at=at)
+    db.session.add(record)
+    outbox.commit()
+    session.permanent = True
+    session[SID] = record.id
+    g.h5_session = record
+    g.pop("user", None)
+
+
+def ensure_guest_session() -> None:
+    """A guest who places an order gets a session, so that the orders this
+    browser may show can be forgotten by logging out."""
+    if g.get("h5_session") is None:
+        start_session(None)
+
+
+def _revoke(sid: object) -> None:
+    if isinstance(sid, str):
+        db.session.execute(update(H5Session).where(H5Session.id == sid, H5Session.revoked_at.is_(None))
+                           .values(revoked_at=now()).execution_options(synchronize_session=False))
 
 
 def current_user() -> User | None:
     if "user" not in g:
-        openid = session.get("openid")
-        g.user = users.get_user(openid) if openid else None
+        record = g.get("h5_session")
+        g.user = db.session.get(User, record.user_id) if record is not None and record.user_id else None
     return g.user
 
 
@@ -95,7 +166,7 @@ def callback():
         log.warning("OAuth code exchange refused: %s %s", exc.errcode, exc.errmsg)
         return _failed("授权已过期，请重新打开页面。")
     openid = grant["openid"]
-    users.record_contact(openid, FirstContact.OAUTH)
+    user = users.record_contact(openid, FirstContact.OAUTH).user
     if grant.get("scope", pending["scope"]) == "snsapi_userinfo":
         try:
             info = oauth.get_user_info(openid, grant["access_token"])
@@ -105,15 +176,18 @@ def callback():
             log.warning("userinfo refused for %s: %s", openid, exc.errcode)
     outbox.commit()
     # A page opened from the sandbox's phone simulator stays "inside WeChat".
-    keep = {key: session[key] for key in ("sandbox_as",) if key in session}
+    keep = {key: session[key] for key in ("sandbox_as", SID) if key in session}
     session.clear()
     session.update(keep)
-    session.permanent = True
-    session["openid"] = openid
+    start_session(user)  # ends the browser's previous session, if any
     return redirect(pending["next"])
 
 
-@bp.get("/auth/logout")
+@bp.post("/auth/logout")
 def logout():
+    """End this browser's session everywhere: the row is revoked, so the
+    cookie (and any copy of it) no longer says who anyone is."""
+    _revoke(session.get(SID))
+    outbox.commit()
     session.clear()
-    return redirect(url_for("h5.index"))
+    return redirect(url_for("h5.shop"))

@@ -166,7 +166,7 @@ def my_orders():
         orders.settle_due(order)
     outbox.commit()
     found = sorted((o for o in found if not tab[2] or S(o.status) in tab[2]), key=lambda o: o.id, reverse=True)
-    return render_template("orders/list.html", orders=found, tabs=TABS, tab=tab[0])
+    return render_template("orders/list.html", orders=found, tabs=TABS, tab=tab[0], guest=buyer.user is None)
 
 
 @bp.get("/orders/<order_no>")

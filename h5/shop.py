@@ -20,7 +20,7 @@ from handlers.orders import Buyer, Receiver
 from models import Product, Unit, db
 
 from . import bp
-from .auth import current_user
+from .auth import current_user, ensure_guest_session
 
 GUEST_MOBILE, GUEST_UNIT, GUEST_ORDERS, GUEST_RECEIVER = "guest_mobile", "guest_unit", "guest_orders", "guest_receiver"
 CART = "cart"
@@ -75,6 +75,7 @@ def guest_order_nos() -> list[str]:
 
 
 def remember_guest_order(order_no: str, mobile: str) -> None:
+    ensure_guest_session()  # the orders this browser may show end with the session
     session.permanent = True
     session[GUEST_MOBILE] = mobile
     session[GUEST_ORDERS] = ([order_no] + guest_order_nos())[:KEEP_GUEST_ORDERS]

@@ -2,6 +2,7 @@
 from .application import APPLICATION_STATES, Application, ApplicationStatus
 from .base import Base, db, utcnow
 from .distributor import Distributor, DistributorStatus, QRStatus, Unit
+from .h5_session import H5Session  # noqa: F401  (a table of the H5 transport)
 from .ledger import (COMMISSION_STATES, WITHDRAWAL_STATES, Balance, CommissionKind, CommissionRow,
                      CommissionState, Withdrawal, WithdrawalStatus)
 from .notification import Notification, NotificationKind

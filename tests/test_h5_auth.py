@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from models import User
+from models.h5_session import H5Session
 
 LOGIN_FAILED = "登录失败"
 WECHAT_UA = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) MicroMessenger/8.0.50"
@@ -280,6 +281,10 @@ def test_code_exchange_is_in_wechats_format(browser, base, sandbox_user, setting
 ])
 def test_next_cannot_leave_the_site(browser, base, sandbox_user, target):
     person = sandbox_user("小王")
+    if not target.isprintable():  # control characters are refused at the door (app/input_guard.py)
+        res = browser.get(f"{base}/h5/auth/login", params={"next": target}, allow_redirects=False)
+        assert res.status_code == 400 and "Location" not in res.headers
+        return
     res = log_in(browser, base, person.openid, next=target)
     assert res.status_code == 302
     landed = urljoin(base, res.headers["Location"])
@@ -299,9 +304,131 @@ def test_authorize_page_refuses_a_foreign_redirect_uri(browser, base, settings):
     assert wrong_app.status_code == 400 and "appid" in wrong_app.text
 
 
-def test_logout_forgets_the_user(browser, base, sandbox_user):
+# -- sessions that can be ended (issue 9, item 8) ------------------------------
+
+def copy_of(browser) -> requests.Session:
+    """Another browser carrying the same cookie (copied from a shared phone,
+    a proxy log, a backup)."""
+    thief = requests.Session()
+    thief.cookies.set("fx_session", browser.cookies.get("fx_session"))
+    return thief
+
+
+def log_out(browser, base, page: str = "/h5/") -> requests.Response:
+    form = browser.get(f"{base}{page}").text
+    token = re.search(r'id="logout">\s*<input type="hidden" name="csrf_token" value="([^"]+)"', form).group(1)
+    return browser.post(f"{base}/h5/auth/logout", data={"csrf_token": token}, allow_redirects=False)
+
+
+def sessions_of(openid: str) -> list[H5Session]:
+    db.session.rollback()
+    return db.session.scalars(select(H5Session).join(User, H5Session.user_id == User.id)
+                              .where(User.openid == openid).order_by(H5Session.created_at)).all()
+
+
+def signed_cookie(app, data: dict) -> str:
+    return app.session_interface.get_signing_serializer(app).dumps(data)
+
+
+def test_logout_is_a_post_that_ends_the_session_for_every_copy_of_the_cookie(browser, base, sandbox_user):
     person = sandbox_user("小王")
     log_in(browser, base, person.openid)
-    assert who(browser, base)
-    browser.get(f"{base}/h5/auth/logout")
+    thief = copy_of(browser)
+    assert who(thief, base) == who(browser, base) == f"微信用户{person.openid[-4:]}"
+
+    res = log_out(browser, base)
+
+    assert res.status_code == 302 and urlsplit(res.headers["Location"]).path == "/h5/shop"
     assert who(browser, base) is None
+    assert who(thief, base) is None  # the copy is worth nothing now
+    assert thief.get(f"{base}/h5/orders/00000000000000000000", allow_redirects=False).status_code == 404
+    [record] = sessions_of(person.openid)
+    assert record.revoked_at is not None
+
+
+def test_logout_by_get_or_without_its_csrf_token_is_refused(browser, base, sandbox_user):
+    person = sandbox_user("小王")
+    log_in(browser, base, person.openid)
+    name = who(browser, base)
+    assert browser.get(f"{base}/h5/auth/logout", allow_redirects=False).status_code == 405
+    assert browser.post(f"{base}/h5/auth/logout", allow_redirects=False).status_code == 400
+    assert who(browser, base) == name  # a link or a cross-site form cannot log anyone out
+    assert sessions_of(person.openid)[0].revoked_at is None
+
+
+def test_every_login_is_a_session_of_its_own_and_a_new_login_ends_the_old_one(browsers, base, sandbox_user):
+    person = sandbox_user("小王")
+    phone, laptop = browsers(), browsers()
+    log_in(phone, base, person.openid)
+    log_in(laptop, base, person.openid)
+    before = copy_of(phone)
+    assert len(sessions_of(person.openid)) == 2
+
+    log_in(phone, base, person.openid)  # the phone logs in again
+
+    assert who(phone, base) and who(laptop, base)
+    assert who(before, base) is None  # the phone's old cookie ended with the new login
+    assert [r.revoked_at is None for r in sessions_of(person.openid)] == [False, True, True]
+    log_out(laptop, base)
+    assert who(laptop, base) is None and who(phone, base)  # one logout ends one session
+
+
+def test_a_session_idle_for_longer_than_the_cookie_lives_is_over(app, browser, base, sandbox_user):
+    from datetime import timedelta
+
+    from handlers.clock import now
+
+    person = sandbox_user("小王")
+    log_in(browser, base, person.openid)
+    [record] = sessions_of(person.openid)
+    record.last_seen_at = now() - timedelta(hours=2)
+    db.session.commit()
+    assert who(browser, base)  # in use: seen again
+    [record] = sessions_of(person.openid)
+    assert record.last_seen_at > now() - timedelta(minutes=5)
+
+    record.last_seen_at = now() - app.permanent_session_lifetime - timedelta(minutes=1)
+    db.session.commit()
+    assert who(copy_of(browser), base) is None
+    assert who(browser, base) is None
+
+
+def test_a_cookie_without_a_live_session_says_nobody(app, base, sandbox_user):
+    person = sandbox_user("小王")
+    browser = requests.Session()
+    assert log_in(browser, base, person.openid).status_code == 302
+    assert product_user(person.openid)
+    for data in ({"openid": person.openid},  # signed before sessions were kept
+                 {"sid": "no-such-session", "openid": person.openid},
+                 {"sid": ["not", "a", "string"]},
+                 {"sid": "x" * 500}):
+        forged = requests.Session()
+        forged.cookies.set("fx_session", signed_cookie(app, data))
+        assert who(forged, base) is None, data
+
+
+def test_a_guest_buyer_logs_out_and_the_orders_are_gone_from_every_copy(app, base):
+    from test_shop_pages import PHONE, add, placed, checkout
+
+    from handlers import catalogue, outbox
+
+    item = catalogue.add_product("竹纤维洗碗布", 1990, 5)
+    outbox.commit()
+    guest = requests.Session()
+    guest.headers["User-Agent"] = PHONE
+    assert add(guest, base, item.id).status_code == 302
+    order = placed(checkout(guest, base))
+    mine = f"{base}/h5/orders/{order.order_no}"
+    thief = copy_of(guest)
+    thief.headers["User-Agent"] = PHONE
+    assert guest.get(mine).status_code == thief.get(mine).status_code == 200
+    db.session.rollback()
+    [record] = db.session.scalars(select(H5Session)).all()
+    assert record.user_id is None  # a guest's session: no WeChat user behind it
+
+    res = log_out(guest, base, "/h5/orders")
+
+    assert res.status_code == 302
+    assert guest.get(mine).status_code == thief.get(mine).status_code == 404
+    assert order.order_no not in thief.get(f"{base}/h5/orders").text
+    assert guest.get(f"{base}/h5/shop").status_code == 200  # still a guest who can shop

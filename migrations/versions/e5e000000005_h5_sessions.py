@@ -16,8 +16,21 @@ depends_on = None
 
 
 def upgrade():
-    pass
+    op.create_table('h5_sessions',
+    sa.Column('id', sa.String(length=64), nullable=False),
+    sa.Column('user_id', sa.Integer(), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('last_seen_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('revoked_at', sa.DateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_h5_sessions_user_id_users')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_h5_sessions'))
+    )
+    with op.batch_alter_table('h5_sessions', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_h5_sessions_user_id'), ['user_id'], unique=False)
 
 
 def downgrade():
-    pass
+    with op.batch_alter_table('h5_sessions', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_h5_sessions_user_id'))
+
+    op.drop_table('h5_sessions')
