@@ -97,3 +97,6 @@ def sweep() -> None:
     date (the delayed jobs do this on time; this is the safety net)."""
     expired, confirmed = run_handler(orders.sweep)
     click.echo(f"{expired} order(s) cancelled, {confirmed} confirmed")
+    from handlers import pushes  # the webhook's done-push keys: a day is all they are needed for
+
+    click.echo(f"{run_handler(pushes.prune)} webhook push key(s) pruned")

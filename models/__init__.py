@@ -13,6 +13,7 @@ from .sandbox import SandboxMedia, SandboxMenu, SandboxMessage, SandboxQRCode, S
 from .shop import Address, Product, UnitProduct
 from .states import IllegalTransition, StateMachine
 from .user import FirstContact, Source, Subscription, User
+from .wx_push import WxPush
 
 __all__ = [
     "Base", "db", "utcnow", "IllegalTransition", "StateMachine",
@@ -26,4 +27,5 @@ __all__ = [
     "CommissionRow", "CommissionKind", "CommissionState", "COMMISSION_STATES", "Balance",
     "Withdrawal", "WithdrawalStatus", "WITHDRAWAL_STATES", "Notification", "NotificationKind",
     "SandboxUser", "SandboxQRCode", "SandboxMessage", "SandboxMedia", "SandboxMenu",
+    "WxPush",
 ]

@@ -133,7 +133,11 @@ class WeChatServer:
 
     # -- sending --------------------------------------------------------
     def signed_request(self, fields: dict[str, object], safe: bool | None = None,
-                       timestamp: str | None = None, nonce: str | None = None) -> tuple[dict[str, str], bytes]:
+                       timestamp: str | None = None, nonce: str | None = None,
+                       compatible: bool = False) -> tuple[dict[str, str], bytes]:
+        """The query and body of one push. Each push gets a fresh nonce, as
+        WeChat's do: the webhook takes a signed query for one message only.
+        ``compatible``: compatible mode, the plaintext fields beside <Encrypt>."""
         safe = self.safe_mode if safe is None else safe
         timestamp = timestamp or str(int(time.time()))
         nonce = nonce or str(secrets.randbelow(10**10))
@@ -144,18 +148,22 @@ class WeChatServer:
             return params, xml.encode()
         encrypted = AESBox(self.encoding_aes_key, self.appid).encrypt(xml)
         params.update(encrypt_type="aes", msg_signature=signature(self.token, timestamp, nonce, encrypted))
-        return params, cdata_xml({"ToUserName": fields.get("ToUserName", self.account),
-                                  "Encrypt": encrypted}).encode()
+        outer = dict(fields) if compatible else {"ToUserName": fields.get("ToUserName", self.account)}
+        return params, cdata_xml({**outer, "Encrypt": encrypted}).encode()
 
-    def push(self, fields: dict[str, object], safe: bool | None = None) -> Delivery:
-        params, body = self.signed_request(fields, safe)
+    def push(self, fields: dict[str, object], safe: bool | None = None, compatible: bool = False) -> Delivery:
+        params, body = self.signed_request(fields, safe, compatible=compatible)
+        return self.send(params, body, fields)
+
+    def send(self, params: dict[str, str], body: bytes, fields: dict[str, object] | None = None) -> Delivery:
+        """POST a prepared push: WeChat's retry sends the same query and body again."""
         res = self.http.post(self.webhook_url, params=params, data=body, timeout=self.timeout,
                              headers={"Content-Type": "text/xml"})
-        return Delivery(res.status_code, res.content, self.read_reply(res.content, params), fields)
+        return Delivery(res.status_code, res.content, self.read_reply(res.content, params), fields or {})
 
     def read_reply(self, body: bytes, params: dict[str, str]) -> dict[str, object] | None:
-        if not body.strip() or body.strip() == b"success":
-            return None
+        if not body.strip() or body.strip() == b"success" or not body.lstrip().startswith(b"<"):
+            return None  # nothing to say, or a refusal (a 4xx's reason, a 503's empty body)
         fields = read_xml(body)
         if "Encrypt" in fields:
             expected = signature(self.token, str(fields["TimeStamp"]), str(fields["Nonce"]), str(fields["Encrypt"]))

@@ -123,10 +123,15 @@ def wechat(settings) -> WeChatServer:
 
 
 @pytest.fixture
-def wechat_plain(settings) -> WeChatServer:
-    """The same, with the account in plaintext mode."""
+def wechat_plain(app, settings) -> WeChatServer:
+    """The same, with the account in plaintext mode: for this test the product
+    has no EncodingAESKey (with one, it takes encrypted pushes only)."""
+    raw = {section: dict(values) for section, values in settings.items()}
+    raw["wechat"]["encoding_aes_key"] = ""
+    app.config["SETTINGS"] = build(raw, {}, "tests")
     w = settings["wechat"]
-    return WeChatServer(f"{settings['app']['base_url']}/wx", w["token"], w["appid"], "")
+    yield WeChatServer(f"{settings['app']['base_url']}/wx", w["token"], w["appid"], "")
+    app.config["SETTINGS"] = settings
 
 
 class Jobs:

@@ -2,7 +2,9 @@
 
 wechatpy compares signatures with ``!=`` and ignores the timestamp's age; we
 compare digests in constant time and refuse stale timestamps first, then let
-wechatpy's crypto decrypt.
+wechatpy's crypto decrypt. A signed query is good for one message only: in
+plaintext mode the signature covers the query, not the body, so a query read
+from a log would otherwise carry any body for the whole replay window.
 """
 from __future__ import annotations
 
@@ -46,6 +48,26 @@ def check_signature(token: str, signature: str, timestamp: str, nonce: str, *ext
     # Bytes: compare_digest refuses str with non-ASCII characters (TypeError).
     if not hmac.compare_digest(expected.encode(), signature.lower().encode()):
         raise Refused(403, "bad signature")
+
+
+def refuse_reused_query(conn, signature: str, timestamp: str, nonce: str, message: bytes,
+                        window: int) -> None:
+    """Remember which message a (timestamp, nonce, signature) brought; the
+    same triple with another message is refused. WeChat's own retry repeats
+    the query and the message, and goes through (the dedupe answers it).
+
+    ``message`` is what will be acted on (the decrypted XML in safe mode), so
+    a retry whose ciphertext was made afresh is still the same message. The
+    memory lasts two windows: a timestamp is accepted from ``window`` before
+    to ``window`` after its time, and hosts' clocks differ a little."""
+    triple = f"{timestamp}\n{nonce}\n{signature.lower()}".encode("utf-8", "surrogatepass")
+    key = "wx:query:" + hashlib.sha256(triple).hexdigest()
+    digest = hashlib.sha256(message).hexdigest().encode()
+    if conn.set(key, digest, nx=True, ex=2 * window):
+        return
+    seen = conn.get(key)
+    if seen is None or not hmac.compare_digest(seen, digest):
+        raise Refused(403, "signed query already used for another message")
 
 
 # Fields WeChat always sends as plain text (other events nest, e.g. SendPicsInfo).

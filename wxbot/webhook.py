@@ -1,8 +1,10 @@
 """``/wx``: WeChat's webhook. GET proves we own the token; POST carries
-messages and events, in plaintext or safe mode (AES).
+messages and events: in plaintext when no EncodingAESKey is configured, else
+only encrypted (safe or compatible mode).
 
 The request path does only fast work: check, parse, de-duplicate, run the
 handler (database only), reply. Everything that talks to WeChat is queued.
+Nothing here logs the query string: it holds the push's signature.
 """
 from __future__ import annotations
 
@@ -15,18 +17,28 @@ from wechatpy.replies import BaseReply, EmptyReply, create_reply
 from wechatpy.utils import random_string
 
 from app.extensions import redis_store
-from handlers import outbox
+from handlers import outbox, pushes
 from handlers.errors import DomainError
 
 from .dispatch import dispatch
-from .security import Refused, check_signature, decrypt, parse_xml_fields
+from .security import Refused, check_signature, decrypt, parse_xml_fields, refuse_reused_query
 
 log = logging.getLogger(__name__)
 bp = Blueprint("wxbot", __name__)
 
 SUCCESS = "success"
-DEDUPE_TTL = 600  # WeChat retries within ~15 s; keep well beyond that
+DEDUPE_TTL = 600  # a done push's reply, for retries: WeChat retries within ~15 s; keep well beyond that
+# A push being worked on is a lease, not a promise: WeChat gives up on an
+# answer after 5 s and retries at about 5, 10 and 15 s. If the first attempt
+# dies (worker killed, stuck on a lock), its lease ends before the last
+# retries, which then do the work. A retry that takes over while the first
+# attempt is merely slow is stopped by the push's row in the database.
+PENDING_LEASE = 10
 PENDING = b"\x00pending"
+
+
+class Busy(Exception):
+    """This push is being handled by another attempt right now."""
 
 
 def _settings():
@@ -48,6 +60,15 @@ def _plain(body: str, status: int = 200) -> Response:
 def refused(exc: Refused) -> Response:
     log.warning("refused /wx %s: %s (from %s)", request.method, exc.reason, request.remote_addr)
     return _plain(exc.reason, exc.status)
+
+
+@bp.errorhandler(Busy)
+def busy(_exc: Busy) -> Response:
+    # Not "success" (WeChat would consider the push handled and never send it
+    # again, though the attempt doing it may still die) and not a 200 with an
+    # empty body (which means the same to WeChat): a failed answer, so WeChat
+    # retries, and the retry gets the reply once the work is done.
+    return Response(b"", status=503, headers={"Retry-After": "5"})
 
 
 @bp.get("/wx")
@@ -88,9 +109,13 @@ def receive() -> Response:
     timestamp, nonce = args.get("timestamp", ""), args.get("nonce", "")
     check_signature(wechat["token"], args.get("signature", ""), timestamp, nonce, window=window)
 
-    fields = parse_xml_fields(body)
     safe_mode = args.get("encrypt_type") == "aes"
     crypto = _crypto()
+    if crypto is not None and not safe_mode:
+        # With a key configured WeChat encrypts every push (safe and
+        # compatible mode); a plaintext one is someone else's.
+        raise Refused(403, "plaintext push refused: this account is configured for encrypted messages")
+    fields = parse_xml_fields(body)
     if safe_mode:
         if crypto is None:
             raise Refused(400, "safe mode request but no encoding_aes_key configured")
@@ -99,6 +124,7 @@ def receive() -> Response:
         fields = parse_xml_fields(body)
     elif "Encrypt" in fields:
         raise Refused(400, "encrypted body without encrypt_type=aes")
+    refuse_reused_query(redis_store.conn, args.get("signature", ""), timestamp, nonce, body, window)
 
     if not fields.get("MsgType") or not fields.get("FromUserName"):
         raise Refused(400, "missing MsgType or FromUserName")
@@ -116,16 +142,32 @@ def receive() -> Response:
 
 
 def _handle_once(msg, fields: dict[str, str]) -> str:
-    """Do the work once per push; a retry gets the first answer again."""
+    """Do the work once per push; a retry gets the first answer again.
+
+    Redis answers WeChat's retries quickly; the push's row in the database,
+    written in the transaction that does the work, keeps the work single
+    when Redis forgot (flushed, restarted empty) or a lease ran out."""
     conn = redis_store.conn
     key = _dedupe_key(msg, fields)
-    if not conn.set(key, PENDING, nx=True, ex=DEDUPE_TTL):
+    if not conn.set(key, PENDING, nx=True, ex=PENDING_LEASE):
         earlier = conn.get(key)
+        if earlier in (None, PENDING):
+            log.info("WeChat retry %s while another attempt works on it: asking for a later retry", key)
+            raise Busy()
         log.info("WeChat retry %s recognised", key)
-        return "" if earlier in (None, PENDING) else earlier.decode()
+        return earlier.decode()
     try:
         reply = _reply_for(msg)
-        outbox.commit()
+        push_key = pushes.key_of(key)
+        if pushes.record(push_key, reply):
+            outbox.commit()
+        else:
+            outbox.rollback()  # done before: this attempt's work must not count
+            reply = pushes.reply_of(push_key)
+            outbox.rollback()
+            if reply is None:  # the twin doing it has not committed where we can see it
+                raise Busy()
+            log.info("push %s was done before (Redis had forgotten it): answering its reply", key)
     except DomainError as exc:
         outbox.rollback()
         conn.delete(key)
@@ -135,7 +177,10 @@ def _handle_once(msg, fields: dict[str, str]) -> str:
         outbox.rollback()
         conn.delete(key)  # let WeChat's retry try again
         raise
-    conn.set(key, reply.encode(), ex=DEDUPE_TTL)
+    try:
+        conn.set(key, reply.encode(), ex=DEDUPE_TTL)
+    except Exception as exc:  # noqa: BLE001 - committed: answer; a retry finds the push's row
+        log.warning("push %s done but its reply not cached (%s)", key, exc)
     return reply
 
 

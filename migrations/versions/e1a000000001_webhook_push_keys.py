@@ -16,8 +16,15 @@ depends_on = None
 
 
 def upgrade():
-    pass
+    # One row per WeChat push whose work was done, written in the same
+    # transaction as the work: a replay after Redis lost its keys does nothing twice.
+    op.create_table('wx_pushes',
+    sa.Column('key', sa.String(length=64), nullable=False),
+    sa.Column('reply', sa.Text(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('key', name=op.f('pk_wx_pushes'))
+    )
 
 
 def downgrade():
-    pass
+    op.drop_table('wx_pushes')

@@ -1,0 +1,45 @@
+"""WeChat pushes done once, by the database: the webhook records each push
+it handled in the transaction that did the work (Redis answers WeChat's
+quick retries; this row survives Redis losing its keys)."""
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+
+from sqlalchemy import delete, select
+
+from models import WxPush, db
+from models.base import insert_ignoring_conflict
+
+from . import settings
+from .clock import now
+
+KEEP = timedelta(days=1)  # WeChat retries within ~15 s; a day outlives any Redis outage we would not notice
+
+
+def key_of(dedupe_key: str) -> str:
+    return hashlib.sha256(dedupe_key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def record(key: str, reply: str) -> bool:
+    """Mark the push done, in the current transaction, with the reply it got.
+    False: it was done already (its row is there), so this attempt's work
+    must be rolled back. On PostgreSQL the INSERT waits for a twin that is
+    still committing the same key, then finds it taken."""
+    return db.session.scalars(insert_ignoring_conflict(
+        WxPush, {"key": key, "reply": reply, "created_at": now()}, ["key"]).returning(WxPush.key)
+    ).one_or_none() is not None
+
+
+def reply_of(key: str) -> str | None:
+    """The reply a push got when it was done; None if no row is visible yet."""
+    return db.session.scalar(select(WxPush.reply).where(WxPush.key == key))
+
+
+def prune() -> int:
+    """Forget pushes older than a day (and than twice the replay window, so
+    a signed push still inside its window can never be done twice)."""
+    window = timedelta(seconds=settings.section("wechat")["replay_window_seconds"])
+    cutoff = now() - max(KEEP, 2 * window)
+    return db.session.execute(delete(WxPush).where(WxPush.created_at < cutoff)
+                              .execution_options(synchronize_session=False)).rowcount
