@@ -1,0 +1,281 @@
+"""Every page renders for every kind of person (issue 9, item 9).
+
+The walk takes every GET route of the app from ``app.url_map`` — nothing is
+listed by hand except how to fill a route's arguments with real ids, slugs
+and order numbers made here — and opens it as a stranger, a guest buyer
+with an order, a customer, a level-1 and a level-2 distributor: no page may
+answer 5xx. Then every link, image and form on every page that rendered is
+followed: a link that leads to a 404 or a 5xx, or a form whose action no
+route takes, is a broken page too.
+
+A new route with arguments fails ``test_every_route_with_arguments_can_be_walked``
+until ``FILL`` says how to reach it, so a renamed endpoint or a new page
+cannot slip through. The suite runs this on SQLite and on PostgreSQL + Redis.
+"""
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass, field
+from urllib.parse import urljoin, urlsplit
+
+import pytest
+import requests
+from sqlalchemy import select
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import RequestRedirect
+
+from distribution_helpers import make_distributor
+from handlers import catalogue, notifications, outbox, payments, withdrawals
+from handlers.payments import GatewayTrade
+from models import Notification, Order, PayChannel, SandboxMedia, Withdrawal, db
+from test_h5_auth import log_in
+from test_income_pages import complete, settle_everything
+
+PHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148 Safari/604.1"
+WECHAT = PHONE.replace("Safari/604.1", "MicroMessenger/8.0.50(0x1800323c) NetType/WIFI Language/zh_CN")
+RECEIVER = {"name": "李雷", "mobile": "13912345678", "address": "浙江省杭州市西湖区文三路 100 号 2 单元 301"}
+PEOPLE = ["stranger", "guest_buyer", "customer", "level1", "level2"]
+# Opening these on purpose changes who the browser is (the simulator's "open
+# as" forgets the H5 session): walked once as a route, not followed as links.
+NOT_FOLLOWED = {"sandbox.open_as"}
+
+
+# -- the world: real rows for every route argument -------------------------------
+
+@dataclass
+class World:
+    base: str
+    browsers: dict[str, requests.Session] = field(default_factory=dict)
+    orders: dict[str, str] = field(default_factory=dict)  # person → an order number of theirs
+    product_id: int = 0
+    slug: str = ""
+    withdrawal: Withdrawal | None = None
+    notification_ids: dict[str, int] = field(default_factory=dict)
+    media_id: str = ""
+    openid: str = ""
+    out_bill_no: str = ""
+
+    def order_of(self, who: str) -> str:
+        return self.orders.get(who) or self.orders["customer"]  # someone else's: "not found", never a 500
+
+
+def _form(page: str, form_id: str) -> dict[str, str]:
+    """The hidden fields of one form (CSRF token, one-time keys)."""
+    body = re.search(rf'<form[^>]*id="{form_id}".*?</form>', page, flags=re.S).group(0)
+    return {html.unescape(n): html.unescape(v) for n, v in
+            re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', body)}
+
+
+def _buy(browser: requests.Session, base: str, product_id: int, qty: int = 1) -> str:
+    """Cart and checkout through the pages, as the person would; the order number."""
+    page = browser.get(f"{base}/h5/p/{product_id}").text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    res = browser.post(f"{base}/h5/cart/add", data={"csrf_token": token, "product_id": product_id, "qty": qty},
+                       allow_redirects=False)
+    assert res.status_code == 302, res.text
+    hidden = _form(browser.get(f"{base}/h5/checkout").text, "checkout-form")
+    res = browser.post(f"{base}/h5/checkout", data={**hidden, **RECEIVER}, allow_redirects=False)
+    assert res.status_code == 302, res.text
+    return re.fullmatch(r".*/h5/orders/([0-9]+)/pay", res.headers["Location"]).group(1)
+
+
+def _pay(order_no: str) -> None:
+    order = db.session.scalars(select(Order).where(Order.order_no == order_no)).one()
+    assert payments.mark_paid(GatewayTrade(PayChannel.ALIPAY, order_no, True, f"T{order_no}", order.total_fen)).ok
+    outbox.commit()
+
+
+def _logged_in(sandbox_user, base: str, nickname: str, referrer=None, distributor: bool = False):
+    who = sandbox_user(nickname)
+    d = make_distributor(nickname, referrer=referrer, openid=who.openid) if distributor else None
+    browser = requests.Session()
+    assert log_in(browser, base, who.openid, scope="snsapi_userinfo").status_code == 302
+    browser.headers["User-Agent"] = WECHAT  # WeChat users read the pages in WeChat
+    return browser, d
+
+
+@pytest.fixture
+def world(app, base, sandbox_user, settings, jobs) -> World:
+    """A level-1 distributor, a level-2 one under them, a customer of the
+    level-2 with a paid, completed order (so both earned and the level-1
+    can withdraw by transfer), a guest who bought through the level-1's
+    link, and a stranger."""
+    w = World(base)
+    item = catalogue.add_product("山茶花洗护礼盒", 16800, 50, "好物。", ["/h5/static/products/camellia.png"])
+    catalogue.add_product("旧款红枣", 5900, 5, "", [], on_sale=False)
+    outbox.commit()
+    w.product_id = item.id
+    level1, d1 = _logged_in(sandbox_user, base, "一级店主", distributor=True)
+    level2, d2 = _logged_in(sandbox_user, base, "二级店主", referrer=d1, distributor=True)
+    w.slug = d1.unit.slug
+    customer, _ = _logged_in(sandbox_user, base, "顾客")
+    assert customer.get(f"{base}/h5/u/{d2.unit.slug}").status_code == 200  # now the level-2's customer
+    paid = _buy(customer, base, w.product_id, 2)
+    _pay(paid)
+    complete(db.session.scalars(select(Order).where(Order.order_no == paid)).one())
+    settle_everything(settings)
+    w.orders["customer"] = _buy(customer, base, w.product_id)  # and one waiting to be paid
+
+    guest_buyer = requests.Session()
+    guest_buyer.headers["User-Agent"] = PHONE
+    assert guest_buyer.get(f"{base}/h5/u/{d1.unit.slug}").status_code == 200
+    w.orders["guest_buyer"] = _buy(guest_buyer, base, w.product_id)
+    stranger = requests.Session()
+    stranger.headers["User-Agent"] = PHONE
+
+    w.withdrawal = withdrawals.request_withdrawal(d1, 500, withdrawals.new_request_key())
+    outbox.commit()
+    result = app.test_cli_runner().invoke(args=["withdrawals", "transfer", str(w.withdrawal.id)])
+    assert result.exit_code == 0, result.output
+    jobs.run()
+    db.session.rollback()
+    w.withdrawal = db.session.get(Withdrawal, w.withdrawal.id)
+    assert w.withdrawal.package_info  # the confirm page has something to confirm
+    w.out_bill_no = w.withdrawal.out_bill_no
+
+    for who, d in (("level1", d1), ("level2", d2)):
+        w.notification_ids[who] = db.session.scalars(select(Notification.id).where(
+            Notification.user_id == d.user_id)).first()
+    media = SandboxMedia(media_id="walk-media-1", media_type="image", content_type="image/png",
+                         content=b"\x89PNG\r\n\x1a\n")
+    db.session.add(media)
+    db.session.commit()
+    w.media_id, w.openid = media.media_id, d1.user.openid
+    w.browsers = {"stranger": stranger, "guest_buyer": guest_buyer, "customer": customer,
+                  "level1": level1, "level2": level2}
+    yield w
+    for b in w.browsers.values():
+        b.close()
+
+
+# How to fill each route's arguments, by endpoint, for the person walking.
+FILL = {
+    "h5.order_page": lambda w, who: {"order_no": w.order_of(who)},
+    "h5.pay": lambda w, who: {"order_no": w.order_of(who)},
+    "h5.pay_return": lambda w, who: {"order_no": w.order_of(who), "channel": "alipay",
+                                     "token": _pay_token(w.order_of(who))},
+    "h5.product": lambda w, who: {"product_id": w.product_id},
+    "h5.unit_link": lambda w, who: {"slug": w.slug},
+    "h5.static": lambda w, who: {"filename": "weui.min.css"},
+    "h5.confirm_transfer": lambda w, who: {"withdrawal_id": w.withdrawal.id},
+    "sandbox.static": lambda w, who: {"filename": "sandbox.css"},
+    "sandbox.avatar": lambda w, who: {"openid": w.openid},
+    "sandbox.media": lambda w, who: {"media_id": w.media_id},
+    "sandbox_wechatpay.query": lambda w, who: {"out_trade_no": w.order_of(who)},
+    "sandbox_wechatpay.query_transfer_bill": lambda w, who: {"out_bill_no": w.out_bill_no},
+}
+
+
+# Pages each person must see rendered (200, HTML) on the walk.
+RENDERS = {
+    "stranger": lambda w: ["/h5/shop", f"/h5/u/{w.slug}", f"/h5/p/{w.product_id}", "/h5/cart"],
+    "guest_buyer": lambda w: ["/h5/shop", "/h5/orders", f"/h5/orders/{w.orders['guest_buyer']}"],
+    "customer": lambda w: ["/h5/", "/h5/apply", "/h5/orders", f"/h5/orders/{w.orders['customer']}",
+                           f"/h5/orders/{w.orders['customer']}/pay", "/h5/notifications"],
+    "level1": lambda w: ["/h5/", "/h5/center", "/h5/team", "/h5/income", "/h5/withdraw", "/h5/qrcode",
+                         "/h5/unit-orders", "/h5/my-products", f"/h5/withdrawals/{w.withdrawal.id}/confirm"],
+    "level2": lambda w: ["/h5/", "/h5/center", "/h5/team", "/h5/income", "/h5/unit-orders"],
+}
+
+
+def _pay_token(order_no: str) -> str:
+    from h5.orders import pay_token
+
+    return pay_token(order_no)
+
+
+def get_rules(app) -> list:
+    return sorted((r for r in app.url_map.iter_rules() if "GET" in r.methods), key=lambda r: (r.rule, r.endpoint))
+
+
+def url_of(rule, values: dict) -> str:
+    needed = {k: v for k, v in values.items() if k in rule.arguments and k not in (rule.defaults or {})}
+    built = rule.build(needed, append_unknown=False)
+    assert built is not None, f"cannot build {rule.rule} from {needed}"
+    return built[1]
+
+
+# -- the tests --------------------------------------------------------------------
+
+def test_every_route_with_arguments_can_be_walked(app):
+    """A route added or renamed later must say here how to reach it."""
+    missing = sorted({f"{r.endpoint} ({r.rule})" for r in get_rules(app) if r.arguments and r.endpoint not in FILL})
+    assert not missing, "add these to FILL in tests/test_every_page.py: " + ", ".join(missing)
+    gone = sorted(set(FILL) - {r.endpoint for r in get_rules(app)})
+    assert not gone, f"FILL names endpoints that no longer exist: {gone}"
+
+
+@pytest.mark.parametrize("who", PEOPLE)
+def test_every_page_renders_and_every_link_on_it_works(app, world, who):
+    browser = world.browsers[who]
+    problems: list[str] = []
+    pages: dict[str, str] = {}
+    with app.test_request_context():
+        for rule in get_rules(app):
+            if rule.arguments and rule.endpoint not in FILL:
+                problems.append(f"no way to fill {rule.rule}")
+                continue
+            path = url_of(rule, FILL[rule.endpoint](world, who) if rule.arguments else {})
+            res = browser.get(world.base + path, allow_redirects=False)
+            if res.status_code >= 500:
+                problems.append(f"{res.status_code} GET {path} ({rule.endpoint})")
+            elif res.status_code == 200 and res.headers.get("Content-Type", "").startswith("text/html"):
+                pages[path] = res.text
+    # The walk saw the pages as that person (not, say, logged out everywhere).
+    for path in RENDERS[who](world):
+        if path not in pages:
+            problems.append(f"{path} did not render for {who}")
+    problems += broken_links(app, browser, world.base, pages)
+    assert not problems, f"{who}:\n" + "\n".join(problems)
+
+
+# -- following links ----------------------------------------------------------------
+
+TAG = re.compile(r"<(a|link|img|script|form)\b([^>]*)>", re.I)
+ATTR = re.compile(r'([a-zA-Z_:-]+)\s*=\s*"([^"]*)"')
+
+
+def links_of(page: str) -> list[tuple[str, str, str]]:
+    """(kind, method, url) of every a/link href, img/script src and form action."""
+    found = []
+    for tag, attrs in TAG.findall(page):
+        a = {k.lower(): html.unescape(v) for k, v in ATTR.findall(attrs)}
+        tag = tag.lower()
+        if tag == "form":
+            found.append(("form", a.get("method", "get").upper(), a.get("action", "")))
+        elif tag in ("a", "link") and "href" in a:
+            found.append((tag, "GET", a["href"]))
+        elif tag in ("img", "script") and "src" in a:
+            found.append((tag, "GET", a["src"]))
+    return found
+
+
+def broken_links(app, browser, base: str, pages: dict[str, str]) -> list[str]:
+    host = urlsplit(base).netloc
+    adapter = app.url_map.bind(host)
+    problems, seen = [], set()
+    for page_path, page in pages.items():
+        for kind, method, target in links_of(page):
+            if target.startswith(("#", "javascript:", "mailto:", "tel:", "weixin:", "data:")):
+                continue
+            url = urljoin(base + page_path, target)
+            parts = urlsplit(url)
+            if parts.netloc != host or (kind, method, url) in seen:
+                continue  # another site's address, or already checked
+            seen.add((kind, method, url))
+            where = f"{kind} {target!r} on {page_path}"
+            try:
+                endpoint, _ = adapter.match(parts.path, method=method)
+            except RequestRedirect:
+                continue  # werkzeug's own slash redirect: the page exists
+            except HTTPException as exc:
+                problems.append(f"{exc.code} {where}: no route takes {method} {parts.path}")
+                continue
+            if method != "GET" or endpoint in NOT_FOLLOWED:
+                continue  # a POST form exists as a route; submitting it would change what is walked
+            res = browser.get(url)
+            hops = [r.status_code for r in res.history] + [res.status_code]
+            if res.status_code == 404 or max(hops) >= 500:
+                problems.append(f"{hops} {where}")
+    return problems
