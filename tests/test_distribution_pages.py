@@ -190,3 +190,37 @@ def test_the_me_page_renders_for_a_distributor_and_links_to_their_pages(app, per
         assert owner.get(f"{base}{path}").status_code == 200, path
     customer = person("顾客").get(f"{base}/h5/")
     assert customer.status_code == 200 and 'href="/h5/apply"' in customer.text and 'href="/h5/team"' not in customer.text
+
+
+@pytest.mark.parametrize("scope", ["snsapi_base", "snsapi_userinfo"])
+def test_opening_a_unit_link_then_following_tells_the_distributor_once_with_the_customers_name(
+        app, person, sandbox_user, base, jobs, wechat, scope):
+    from handlers.clock import now
+    from models import Notification, SandboxMessage, SandboxUser
+
+    owner = person("店主")
+    apply(owner, base)
+    approve_all(app, jobs)
+    unit = referrals.distributor_of(user_of(owner).id).unit
+    stranger = sandbox_user("新朋友", subscribed=False)
+    friend = requests.Session()
+    log_in(friend, base, stranger.openid, scope=scope)  # as a link opened in WeChat does
+    friend.openid = stranger.openid
+    assert friend.get(f"{base}/h5/u/{unit.slug}").status_code == 200
+    following = db.session.get(SandboxUser, stranger.id)
+    following.subscribed, following.subscribe_time, following.last_message_at = True, now(), now()
+    db.session.commit()
+    assert wechat.push(wechat.subscribe(stranger.openid)).status == 200
+    jobs.run()
+
+    customer = user_of(friend)
+    name = "新朋友" if scope == "snsapi_userinfo" else customer.display_name
+    assert (customer.referrer_id, customer.source, customer.is_subscribed) == (user_of(owner).id, "link", True)
+    told = db.session.scalars(select(Notification).where(Notification.kind == "new_member")).all()
+    assert [(n.user_id, n.body) for n in told] == [(user_of(owner).id, f"{name} 通过你的推广加入了你的团队")]
+    messages = db.session.scalars(select(SandboxMessage).where(SandboxMessage.openid == owner.openid,
+                                                               SandboxMessage.msg_type == "template")).all()
+    assert [m.body["data"]["thing1"]["value"] for m in messages
+            if m.body["template_id"] == "TM_new_member"] == [name]
+    assert name in owner.get(f"{base}/h5/team").text
+    assert name in owner.get(f"{base}/h5/notifications").text
