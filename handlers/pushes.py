@@ -21,19 +21,25 @@ def key_of(dedupe_key: str) -> str:
     return hashlib.sha256(dedupe_key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def record(key: str, reply: str) -> bool:
-    """Mark the push done, in the current transaction, with the reply it got.
-    False: it was done already (its row is there), so this attempt's work
-    must be rolled back. On PostgreSQL the INSERT waits for a twin that is
-    still committing the same key, then finds it taken."""
+def record(key: str, query_key: str, reply: str) -> bool:
+    """Mark the push done, in the current transaction, with the signed query
+    that brought it and the reply it got. False: the push was done already,
+    or its query was used for another message (``reply_of`` tells which);
+    either way this attempt's work must be rolled back. On PostgreSQL the
+    INSERT waits for a twin still committing the same key, then finds it taken."""
     return db.session.scalars(insert_ignoring_conflict(
-        WxPush, {"key": key, "reply": reply, "created_at": now()}, ["key"]).returning(WxPush.key)
-    ).one_or_none() is not None
+        WxPush, {"key": key, "query_key": query_key, "reply": reply, "created_at": now()}, None)
+        .returning(WxPush.key)).one_or_none() is not None
 
 
 def reply_of(key: str) -> str | None:
-    """The reply a push got when it was done; None if no row is visible yet."""
+    """The reply a push got when it was done; None if no row for it is
+    visible (its query was another message's, or a twin has not committed)."""
     return db.session.scalar(select(WxPush.reply).where(WxPush.key == key))
+
+
+def query_used(query_key: str) -> bool:
+    return db.session.scalar(select(WxPush.key).where(WxPush.query_key == query_key)) is not None
 
 
 def prune() -> int:

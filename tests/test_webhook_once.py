@@ -21,6 +21,7 @@ from handlers import outbox, pushes
 from handlers.clock import now
 from models import Notification, ReferralTouch, SandboxMessage, User, WxPush, db
 from models.base import insert_ignoring_conflict
+from wxbot.security import query_key
 from wxbot.webhook import PENDING, PENDING_LEASE
 
 
@@ -191,8 +192,9 @@ def test_a_twin_committing_the_same_push_wins_and_its_reply_is_answered(app, wec
     twin = db.engine.connect()  # the twin, about to commit its work and its push row
     results: list = []
     try:
-        twin.execute(insert_ignoring_conflict(WxPush, {"key": pushes.key_of(seen_key(event)), "reply": twin_reply,
-                                                       "created_at": now()}, ["key"]))
+        twin.execute(insert_ignoring_conflict(WxPush, {
+            "key": pushes.key_of(seen_key(event)), "reply": twin_reply, "created_at": now(),
+            "query_key": query_key(params["signature"], params["timestamp"], params["nonce"])}, ["key"]))
         attempt = threading.Thread(target=lambda: results.append(sender(wechat, params, body)()))
         attempt.start()
         twin.commit()  # before or after the attempt reaches its own INSERT: the same outcome
@@ -209,7 +211,7 @@ def test_a_twin_committing_the_same_push_wins_and_its_reply_is_answered(app, wec
 def test_old_push_keys_are_pruned_by_the_orders_sweep(app, wechat, sandbox_user):
     person = sandbox_user("小李")
     assert wechat.push(wechat.text(person.openid, "帮助")).status == 200
-    db.session.add(WxPush(key="0" * 64, reply="", created_at=now() - timedelta(days=2)))
+    db.session.add(WxPush(key="0" * 64, query_key="1" * 64, reply="", created_at=now() - timedelta(days=2)))
     outbox.commit()
     assert count(WxPush) == 2
     assert pushes.prune() == 1

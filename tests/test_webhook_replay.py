@@ -10,6 +10,7 @@ import time
 
 from sqlalchemy import func, select
 
+from app.extensions import redis_store
 from distribution_helpers import make_distributor
 from models import ReferralTouch, User, db
 from sandbox.push import AESBox, cdata_xml, read_xml, signature
@@ -84,6 +85,21 @@ def test_a_logged_query_replayed_with_another_body_binds_nobody(app, wechat_plai
     # The forged body itself is a valid push: under a fresh signed query it binds.
     assert wechat_plain.push(wechat_plain.scan(victim.openid, attacker.unit.scene)).status == 200
     assert user_row(victim.openid).referrer_id == attacker.user_id
+
+
+def test_a_logged_query_stays_used_after_redis_lost_its_keys(app, wechat_plain, sandbox_user):
+    """Redis restarted empty inside the replay window: the push's row in the
+    database still knows which message the query brought."""
+    attacker = make_distributor("黑产")
+    victim = sandbox_user("受害者")
+    params, body = wechat_plain.signed_request(wechat_plain.text(victim.openid, "帮助"))
+    assert wechat_plain.send(params, body).status == 200
+    redis_store.conn.flushdb()
+    forged = cdata_xml(wechat_plain.scan(victim.openid, attacker.unit.scene)).encode()
+    assert wechat_plain.send(params, forged).status == 403
+    assert user_row(victim.openid).referrer_id is None and touch_count() == 0
+    # WeChat's retry of the genuine push is still answered.
+    assert "申请分销" in wechat_plain.send(params, body).reply["Content"]
 
 
 def test_in_safe_mode_a_query_is_good_for_one_message_too(app, wechat, sandbox_user):

@@ -50,6 +50,15 @@ def check_signature(token: str, signature: str, timestamp: str, nonce: str, *ext
         raise Refused(403, "bad signature")
 
 
+QUERY_PREFIX = "wx:query:"
+
+
+def query_key(signature: str, timestamp: str, nonce: str) -> str:
+    """The identity of a signed query (hex case does not make a signature new)."""
+    triple = f"{timestamp}\n{nonce}\n{signature.lower()}".encode("utf-8", "surrogatepass")
+    return hashlib.sha256(triple).hexdigest()
+
+
 def refuse_reused_query(conn, signature: str, timestamp: str, nonce: str, message: bytes,
                         window: int) -> None:
     """Remember which message a (timestamp, nonce, signature) brought; the
@@ -59,9 +68,9 @@ def refuse_reused_query(conn, signature: str, timestamp: str, nonce: str, messag
     ``message`` is what will be acted on (the decrypted XML in safe mode), so
     a retry whose ciphertext was made afresh is still the same message. The
     memory lasts two windows: a timestamp is accepted from ``window`` before
-    to ``window`` after its time, and hosts' clocks differ a little."""
-    triple = f"{timestamp}\n{nonce}\n{signature.lower()}".encode("utf-8", "surrogatepass")
-    key = "wx:query:" + hashlib.sha256(triple).hexdigest()
+    to ``window`` after its time, and hosts' clocks differ a little. Should
+    Redis forget, the push's row in the database refuses the query too."""
+    key = QUERY_PREFIX + query_key(signature, timestamp, nonce)
     digest = hashlib.sha256(message).hexdigest().encode()
     if conn.set(key, digest, nx=True, ex=2 * window):
         return

@@ -21,7 +21,8 @@ from handlers import outbox, pushes
 from handlers.errors import DomainError
 
 from .dispatch import dispatch
-from .security import Refused, check_signature, decrypt, parse_xml_fields, refuse_reused_query
+from .security import (QUERY_PREFIX, Refused, check_signature, decrypt, parse_xml_fields, query_key,
+                       refuse_reused_query)
 
 log = logging.getLogger(__name__)
 bp = Blueprint("wxbot", __name__)
@@ -133,7 +134,7 @@ def receive() -> Response:
     except Exception as exc:  # wechatpy's parser trusts its input
         raise Refused(400, f"unparseable message: {type(exc).__name__}") from None
 
-    reply_xml = _handle_once(msg, fields)
+    reply_xml = _handle_once(msg, fields, query_key(args.get("signature", ""), timestamp, nonce))
     if not reply_xml:
         return _plain(SUCCESS)
     if safe_mode:
@@ -141,12 +142,13 @@ def receive() -> Response:
     return Response(reply_xml, mimetype="application/xml")
 
 
-def _handle_once(msg, fields: dict[str, str]) -> str:
+def _handle_once(msg, fields: dict[str, str], signed_query: str) -> str:
     """Do the work once per push; a retry gets the first answer again.
 
     Redis answers WeChat's retries quickly; the push's row in the database,
     written in the transaction that does the work, keeps the work single
-    when Redis forgot (flushed, restarted empty) or a lease ran out."""
+    when Redis forgot (flushed, restarted empty) or a lease ran out, and
+    keeps a signed query to its one message then too."""
     conn = redis_store.conn
     key = _dedupe_key(msg, fields)
     if not conn.set(key, PENDING, nx=True, ex=PENDING_LEASE):
@@ -157,30 +159,56 @@ def _handle_once(msg, fields: dict[str, str]) -> str:
         log.info("WeChat retry %s recognised", key)
         return earlier.decode()
     try:
-        reply = _reply_for(msg)
-        push_key = pushes.key_of(key)
-        if pushes.record(push_key, reply):
-            outbox.commit()
-        else:
-            outbox.rollback()  # done before: this attempt's work must not count
-            reply = pushes.reply_of(push_key)
-            outbox.rollback()
-            if reply is None:  # the twin doing it has not committed where we can see it
-                raise Busy()
-            log.info("push %s was done before (Redis had forgotten it): answering its reply", key)
-    except DomainError as exc:
-        outbox.rollback()
-        conn.delete(key)
-        log.warning("refused %s from %s: %s", msg.type, msg.source, exc.message)
-        return create_reply(exc.message, msg, render=True)
+        reply, done = _do_once(msg, pushes.key_of(key), signed_query)
     except Exception:
         outbox.rollback()
         conn.delete(key)  # let WeChat's retry try again
         raise
+    if not done:  # refused by a rule, nothing changed: a retry may try again
+        conn.delete(key)
+        return reply
     try:
         conn.set(key, reply.encode(), ex=DEDUPE_TTL)
     except Exception as exc:  # noqa: BLE001 - committed: answer; a retry finds the push's row
         log.warning("push %s done but its reply not cached (%s)", key, exc)
+    return reply
+
+
+def _do_once(msg, push_key: str, signed_query: str) -> tuple[str, bool]:
+    """The push's work and its row, committed together: (reply, done)."""
+    try:
+        reply = _reply_for(msg)
+    except DomainError as exc:
+        outbox.rollback()
+        earlier = _done_before(push_key, signed_query)
+        if earlier is not None:  # refused now because it was done then (Redis had forgotten)
+            return earlier, True
+        log.warning("refused %s from %s: %s", msg.type, msg.source, exc.message)
+        return create_reply(exc.message, msg, render=True), False
+    if pushes.record(push_key, signed_query, reply):
+        outbox.commit()
+        return reply, True
+    outbox.rollback()  # done before, or a replay: this attempt's work must not count
+    earlier = _done_before(push_key, signed_query)
+    if earlier is None:  # a twin doing it has not committed where we can see it yet
+        raise Busy()
+    return earlier, True
+
+
+def _done_before(push_key: str, signed_query: str) -> str | None:
+    """The reply of a push found in the database (Redis had forgotten it).
+    A signed query whose row belongs to another message is a replay."""
+    try:
+        reply = pushes.reply_of(push_key)
+        if reply is None and pushes.query_used(signed_query):
+            # Redis, which forgot, has just learnt this message for the query:
+            # unlearn it, so that WeChat's retry of the real one is answered.
+            redis_store.conn.delete(QUERY_PREFIX + signed_query)
+            raise Refused(403, "signed query already used for another message")
+    finally:
+        outbox.rollback()
+    if reply is not None:
+        log.info("push %s was done before: answering its reply", push_key)
     return reply
 
 

@@ -20,9 +20,11 @@ def upgrade():
     # transaction as the work: a replay after Redis lost its keys does nothing twice.
     op.create_table('wx_pushes',
     sa.Column('key', sa.String(length=64), nullable=False),
+    sa.Column('query_key', sa.String(length=64), nullable=False),
     sa.Column('reply', sa.Text(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.PrimaryKeyConstraint('key', name=op.f('pk_wx_pushes'))
+    sa.PrimaryKeyConstraint('key', name=op.f('pk_wx_pushes')),
+    sa.UniqueConstraint('query_key', name=op.f('uq_wx_pushes_query_key'))
     )
 
 
