@@ -125,7 +125,7 @@ log_level = "{args.log_level}"
 appid = "{APPID}"
 secret = "{secrets.token_hex(16)}"
 token = "{token}"
-encoding_aes_key = "{aes_key}"
+encoding_aes_key = "{aes_key if args.mode == 'safe' else ''}"
 sandbox = true
 
 [distribution]
