@@ -53,6 +53,7 @@ def worker(burst: bool) -> None:
 def register(app: Flask) -> None:
     from .cli_distribution import applications_cli, units_cli
     from .cli_money import commissions_cli, withdrawals_cli
+    from .cli_refunds import refunds_cli
     from .cli_shop import orders_cli, products_cli
 
     app.cli.add_command(applications_cli)
@@ -63,3 +64,4 @@ def register(app: Flask) -> None:
     app.cli.add_command(commissions_cli)
     app.cli.add_command(menu_cli)
     app.cli.add_command(worker)
+    app.cli.add_command(refunds_cli)

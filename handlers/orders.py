@@ -235,6 +235,12 @@ def transition(order: Order, wanted: OrderStatus) -> Order:
     new = ORDER_STATES.check(order.status, wanted)
     moved = db.session.execute(update(Order).where(Order.id == order.id, Order.status == order.status)
                                .values(status=new).execution_options(synchronize_session=False)).rowcount
+    """Give the order's stock back — only if it holds some: an order paid
+    after its cancellation without stock, or one whose stock went back
+    already, returns nothing (no overcount)."""
+    if not order.holds_stock:
+        return
+    order.holds_stock = False
     if moved != 1:
         raise Conflict("订单状态已变化，请刷新后重试")
     set_committed_value(order, "status", new)
@@ -320,9 +326,19 @@ def revive_paid_late(order: Order) -> bool:
         with db.session.begin_nested():
             for line in sorted(order.lines, key=lambda l: l.product_id):
                 _reserve(line.product_id, line.quantity)
+    # The buyer may have a cashier open on either gateway: close the trades,
+    # so no payment can land on a cancelled order (one that still does is
+    # handled by payments.mark_paid).
+    close_gateway_trades(order)
     except DomainError:
         return False
     return True
+
+def close_gateway_trades(order: Order) -> None:
+    """Queue the closing of the order's trades at the gateways (every channel
+    it could have been started on; the job tolerates a trade never opened)."""
+    outbox.after_commit("pay.jobs.close_trades", order.order_no, job_id=f"close-{order.order_no}")
+
 
 
 def unit_order_buyer_name(order: Order) -> str:
@@ -334,3 +350,11 @@ def unit_order_buyer_name(order: Order) -> str:
 def require_owner(buyer: Buyer, order: Order) -> None:
     if not buyer.owns(order):
         raise Forbidden("这不是你的订单")
+    found = find_order(order_no, lock=True)
+    if found is not None and found.status == S.REFUNDING.value:
+        # REFUNDING -> SHIPPED is the way back of a refused refund of a
+        # shipped order, not a shipment: an open refund ships nothing.
+        raise Conflict("订单退款中，不能发货")
+    if order.holds_stock:
+        return True
+    order.holds_stock = True

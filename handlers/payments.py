@@ -19,8 +19,8 @@ from typing import Any, Protocol
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from models import (NoticeVerdict, Order, OrderStatus, PayChannel, Payment, PaymentNotice, Refund, RefundStatus,
-                    db)
+from models import (NoticeVerdict, Order, OrderStatus, PayChannel, Payment, PaymentNotice, Refund, RefundOrigin,
+                    RefundStatus, db)
 
 from . import commissions, orders, outbox
 from .clock import now
@@ -82,7 +82,25 @@ def reject(channel: PayChannel, kind: str, out_trade_no: str | None, reason: str
     return Outcome(NoticeVerdict.REJECTED, reason)
 
 
+def kept_payment(order_id: int, lock: bool = False) -> Payment | None:
+    """The payment the order keeps (not a duplicate)."""
+    query = select(Payment).where(Payment.order_id == order_id, Payment.duplicate.is_(False))
+    if lock:
+        query = query.with_for_update().execution_options(populate_existing=True)
+    return db.session.scalars(query).one_or_none()
+
+
+def payment_by_transaction(channel: PayChannel, transaction_id: str) -> Payment | None:
+    return db.session.scalars(select(Payment).where(Payment.channel == channel.value,
+                                                    Payment.transaction_id == transaction_id)).first()
+
+
 def mark_paid(trade: GatewayTrade, body: str = "", kind: str = "pay", at: datetime | None = None) -> Outcome:
+    """A gateway says the order was paid. The first payment is kept and pays
+    the order; any other (the other channel, another transaction) is
+    recorded as a duplicate and refunded automatically. A payment for an
+    order that was cancelled is kept only if the order can have its stock
+    again; otherwise it is refunded and the order stays cancelled."""
     at = at or now()
     if not trade.paid:
         record_notice(trade.channel, kind, trade.out_trade_no, NoticeVerdict.ACCEPTED, "not paid", body)
@@ -95,38 +113,86 @@ def mark_paid(trade: GatewayTrade, body: str = "", kind: str = "pay", at: dateti
                       f"amount {trade.amount_fen} fen, order is {order.total_fen} fen", body)
     if not trade.transaction_id:
         return reject(trade.channel, kind, trade.out_trade_no, "no transaction id", body)
-    existing = db.session.scalars(select(Payment).where(Payment.order_id == order.id)).one_or_none()
-    if existing is not None:
-        if (existing.channel, existing.transaction_id) == (trade.channel.value, trade.transaction_id):
-            record_notice(trade.channel, kind, trade.out_trade_no, NoticeVerdict.DUPLICATE, "", body)
-            return Outcome(NoticeVerdict.DUPLICATE, "already paid", order)
-        # Paid twice (two channels, or two transactions): keep the second
-        # visible for the merchant to refund; the order is paid once.
-        log.error("order %s paid again by %s %s", order.order_no, trade.channel.value, trade.transaction_id)
-        record_notice(trade.channel, kind, trade.out_trade_no, NoticeVerdict.DUPLICATE, "second payment", body)
-        return Outcome(NoticeVerdict.DUPLICATE, "second payment", order)
-    if order.status == S.CANCELLED.value and not orders.revive_paid_late(order):
-        log.error("order %s paid after cancellation and its stock is gone", order.order_no)
+    known = payment_by_transaction(trade.channel, trade.transaction_id)
+    if known is not None:
+        if known.order_id != order.id:
+            return reject(trade.channel, kind, trade.out_trade_no, "transaction id already used", body)
+        record_notice(trade.channel, kind, trade.out_trade_no, NoticeVerdict.DUPLICATE,
+                      "second payment" if known.duplicate else "", body)
+        return Outcome(NoticeVerdict.DUPLICATE, "second payment" if known.duplicate else "already paid", order)
+    if kept_payment(order.id) is not None:
+        return _second_payment(order, trade, body, kind, at)
+    payment = Payment(order_id=order.id, channel=trade.channel.value, transaction_id=trade.transaction_id,
+                      amount_fen=trade.amount_fen, payer=trade.payer, raw=trade.raw, paid_at=at)
     try:
-        with db.session.begin_nested():
-            db.session.add(Payment(order_id=order.id, channel=trade.channel.value,
-                                   transaction_id=trade.transaction_id, amount_fen=trade.amount_fen,
-                                   payer=trade.payer, raw=trade.raw, paid_at=at))
-    except IntegrityError:  # a racing twin (SQLite takes no row locks), or the id paid another order
-        twin = db.session.scalars(select(Payment).where(Payment.channel == trade.channel.value,
-                                                        Payment.transaction_id == trade.transaction_id)).first()
+        with db.session.begin_nested():  # the stock taken back goes too if the payment cannot be kept
+            revived = order.status != S.CANCELLED.value or orders.revive_paid_late(order)
+            db.session.add(payment)
+            db.session.flush()
+    except IntegrityError:  # a racing twin (SQLite takes no row locks), or another payment kept meanwhile
+        twin = payment_by_transaction(trade.channel, trade.transaction_id)
         if twin is not None and twin.order_id == order.id:
             record_notice(trade.channel, kind, trade.out_trade_no, NoticeVerdict.DUPLICATE, "", body)
             return Outcome(NoticeVerdict.DUPLICATE, "already paid", order)
-        return reject(trade.channel, kind, trade.out_trade_no, "transaction id already used", body)
+        if twin is not None:
+            return reject(trade.channel, kind, trade.out_trade_no, "transaction id already used", body)
+        return _second_payment(order, trade, body, kind, at)
+    if not revived:
+        # Paid after cancellation and the stock is gone: the buyer gets the
+        # money back; the order stays cancelled and never ships.
+        _auto_refund(order, payment, "订单已取消且库存不足，自动退款", at)
+        log.error("order %s paid by %s %s after its cancellation; its stock is gone: refunded automatically",
+                  order.order_no, trade.channel.value, trade.transaction_id)
+        record_notice(trade.channel, kind, trade.out_trade_no, NoticeVerdict.ACCEPTED,
+                      "paid after cancellation, refunded", body)
+        return Outcome(NoticeVerdict.ACCEPTED, "paid after cancellation, refunded", order)
     if order.status in (S.PENDING.value, S.CANCELLED.value):
         orders.transition(order, S.PAID)
         order.paid_at, order.pay_channel, order.transaction_id = at, trade.channel.value, trade.transaction_id
         order.cancelled_at = order.cancel_reason = None
         commissions.post_for_order(order, at)
+        # The buyer may have started the other gateway too: close it, so it
+        # cannot take a second payment.
+        orders.close_gateway_trades(order)
     record_notice(trade.channel, kind, trade.out_trade_no, NoticeVerdict.ACCEPTED, "", body)
     log.info("order %s paid by %s %s", order.order_no, trade.channel.value, trade.transaction_id)
     return Outcome(NoticeVerdict.ACCEPTED, "", order)
+
+
+def _second_payment(order: Order, trade: GatewayTrade, body: str, kind: str, at: datetime) -> Outcome:
+    """The order is paid already: this payment is recorded as a duplicate
+    and refunded by a refund of its own; the order does not move."""
+    payment = Payment(order_id=order.id, duplicate=True, channel=trade.channel.value,
+                      transaction_id=trade.transaction_id, amount_fen=trade.amount_fen, payer=trade.payer,
+                      raw=trade.raw, paid_at=at)
+    try:
+        with db.session.begin_nested():
+            db.session.add(payment)
+    except IntegrityError:  # the same transaction, racing
+        record_notice(trade.channel, kind, trade.out_trade_no, NoticeVerdict.DUPLICATE, "second payment", body)
+        return Outcome(NoticeVerdict.DUPLICATE, "second payment", order)
+    refund = _auto_refund(order, payment, "重复付款，自动退款", at)
+    log.error("order %s paid a second time by %s %s: refund %s started automatically", order.order_no,
+              trade.channel.value, trade.transaction_id, refund.out_refund_no)
+    record_notice(trade.channel, kind, trade.out_trade_no, NoticeVerdict.DUPLICATE, "second payment, refunded",
+                  body)
+    return Outcome(NoticeVerdict.DUPLICATE, "second payment", order)
+
+
+def _refund_no(order: Order) -> str:
+    return f"R{order.order_no}{secrets.randbelow(10**6):06d}"
+
+
+def _auto_refund(order: Order, payment: Payment, reason: str, at: datetime) -> Refund:
+    """Give back a payment the order cannot keep, through its own gateway."""
+    refund = Refund(order_id=order.id, payment_id=payment.id, origin=RefundOrigin.AUTO.value,
+                    out_refund_no=_refund_no(order), amount_fen=payment.amount_fen, reason=reason, return_to=None,
+                    created_at=at)
+    db.session.add(refund)
+    db.session.flush()
+    outbox.after_commit("pay.jobs.request_payment_refund", refund.out_refund_no,
+                        job_id=f"refund-{refund.out_refund_no}")
+    return refund
 
 
 def sync_with_gateway(order_no: str, gateway: Gateway) -> Order:
@@ -152,10 +218,11 @@ def start_refund(order_no: str, reason: str, at: datetime | None = None) -> Refu
         raise NotFound("订单不存在")
     previous = order.status
     orders.transition(order, S.REFUNDING)
-    if not order.pay_channel:
+    payment = kept_payment(order.id)
+    if not order.pay_channel or payment is None:
         raise Conflict("订单没有付款记录")
-    refund = Refund(order_id=order.id, out_refund_no=f"R{order.order_no}{secrets.randbelow(10**6):06d}",
-                    amount_fen=order.total_fen, reason=reason, return_to=previous, created_at=at or now())
+    refund = Refund(order_id=order.id, payment_id=payment.id, out_refund_no=_refund_no(order),
+                    amount_fen=payment.amount_fen, reason=reason, return_to=previous, created_at=at or now())
     db.session.add(refund)
     db.session.flush()
     outbox.after_commit("pay.jobs.request_refund", refund.out_refund_no, job_id=f"refund-{refund.out_refund_no}")
@@ -170,8 +237,12 @@ def find_refund(out_refund_no: str, lock: bool = False) -> Refund | None:
 
 
 def finish_refund(channel: PayChannel, out_refund_no: str, succeeded: bool, amount_fen: int,
-                  gateway_refund_id: str = "", body: str = "", at: datetime | None = None) -> Outcome:
-    """The gateway's word on a refund (notification or query). Idempotent."""
+                  gateway_refund_id: str = "", body: str = "", at: datetime | None = None,
+                  abnormal: bool = False) -> Outcome:
+    """The gateway's word on a refund we asked for (notification or answer).
+    Idempotent. ``abnormal`` (WeChat Pay's REFUND.ABNORMAL: the money could
+    not reach the buyer) keeps the refund open and tells the merchant; a
+    later success or failure finishes it."""
     at = at or now()
     refund = find_refund(out_refund_no, lock=True)
     if refund is None:
@@ -179,24 +250,130 @@ def finish_refund(channel: PayChannel, out_refund_no: str, succeeded: bool, amou
     if amount_fen != refund.amount_fen:
         return reject(channel, "refund", out_refund_no, f"amount {amount_fen} fen, refund is {refund.amount_fen}",
                       body)
-    if refund.status != RefundStatus.PENDING.value:
+    if refund.status in (RefundStatus.SUCCEEDED.value, RefundStatus.FAILED.value) or \
+            (abnormal and refund.status == RefundStatus.ABNORMAL.value):
         record_notice(channel, "refund", out_refund_no, NoticeVerdict.DUPLICATE, "", body)
         return Outcome(NoticeVerdict.DUPLICATE)
     order = db.session.get(Order, refund.order_id)
     orders.find_order(order.order_no, lock=True)
-    refund.finished_at, refund.gateway_refund_id = at, gateway_refund_id[:64] or None
+    refund.gateway_refund_id = gateway_refund_id[:64] or refund.gateway_refund_id
+    if abnormal:
+        refund.status = RefundStatus.ABNORMAL.value
+        log.error("refund %s of order %s (%s fen) is ABNORMAL at %s: the money did not reach the buyer; "
+                  "handle it in the gateway's merchant console (flask --app wsgi refunds list)",
+                  out_refund_no, order.order_no, refund.amount_fen, channel.value)
+        record_notice(channel, "refund", out_refund_no, NoticeVerdict.ACCEPTED, "abnormal", body)
+        return Outcome(NoticeVerdict.ACCEPTED, "abnormal", order)
+    refund.finished_at = at
     if succeeded:
         refund.status = RefundStatus.SUCCEEDED.value
-        orders.transition(order, S.REFUNDED)
-        order.refunded_at = at
-        if refund.return_to == S.PAID.value:  # never shipped: the goods are still here
-            orders.restore_stock(order)
-        commissions.reverse_for_refund(order, at)
+        if refund.return_to is not None:
+            _refunded(order, refund.return_to, at)
     else:
         refund.status = RefundStatus.FAILED.value
-        orders.transition(order, S(refund.return_to))
+        if refund.return_to is not None:
+            orders.transition(order, S(refund.return_to))
+        else:
+            log.error("automatic refund %s of order %s (%s fen) failed at %s: the money is still with the "
+                      "merchant; refund it by hand (flask --app wsgi refunds list)", out_refund_no, order.order_no,
+                      refund.amount_fen, channel.value)
     record_notice(channel, "refund", out_refund_no, NoticeVerdict.ACCEPTED, "" if succeeded else "failed", body)
     return Outcome(NoticeVerdict.ACCEPTED, "", order)
+
+
+def _refunded(order: Order, was: str, at: datetime) -> None:
+    """The order's money is back with the buyer: refunded, its unshipped
+    stock returned, its commission reversed or clawed back."""
+    if order.status != S.REFUNDING.value:
+        orders.transition(order, S.REFUNDING)
+    orders.transition(order, S.REFUNDED)
+    order.refunded_at = at
+    if was == S.PAID.value:  # never shipped: the goods are still here
+        orders.restore_stock(order)
+    commissions.reverse_for_refund(order, at)
+
+
+def refunded_at_gateway(channel: PayChannel, out_trade_no: str, transaction_id: str, *,
+                        amount_fen: int | None = None, refunded_total_fen: int | None = None,
+                        out_refund_no: str = "", gateway_refund_id: str = "", body: str = "",
+                        at: datetime | None = None) -> Outcome:
+    """A refund made at the gateway, not asked for by us (WeChat Pay's
+    merchant console, Alipay's): ``amount_fen`` is this refund, or
+    ``refunded_total_fen`` the payment's refunded total so far (Alipay's
+    ``refund_fee``). Recorded once (``out_refund_no``).
+
+    When the payment's refunds add up to the whole of it, the order is
+    refunded like any other (stock, commission reversed or clawed back). A
+    partial refund is recorded and put before the merchant, nothing else:
+    which lines, and how much commission, is the merchant's call, not ours."""
+    at = at or now()
+    order = orders.find_order(out_trade_no, lock=True)
+    if order is None:
+        return reject(channel, "refund", out_trade_no, "unknown order", body)
+    payment = payment_by_transaction(channel, transaction_id) if transaction_id else None
+    if payment is None or payment.order_id != order.id:
+        return reject(channel, "refund", out_trade_no, f"no payment {transaction_id[:64]!r} for this order", body)
+    refunds = list(db.session.scalars(select(Refund).where(Refund.payment_id == payment.id)
+                                      .with_for_update().execution_options(populate_existing=True)))
+    done = sum(r.amount_fen for r in refunds if r.status == RefundStatus.SUCCEEDED.value)
+    if refunded_total_fen is not None:
+        amount_fen = refunded_total_fen - done
+        if amount_fen <= 0:  # nothing new: a retry, or a refund we know already
+            record_notice(channel, "refund", out_trade_no, NoticeVerdict.DUPLICATE, "", body)
+            return Outcome(NoticeVerdict.DUPLICATE, "", order)
+    if amount_fen is None or amount_fen <= 0 or done + amount_fen > payment.amount_fen:
+        return reject(channel, "refund", out_trade_no,
+                      f"refund of {amount_fen} fen, {done} of {payment.amount_fen} refunded already", body)
+    out_refund_no = (out_refund_no or f"G{payment.id}-{done + amount_fen}")[:64]
+    if find_refund(out_refund_no) is not None:
+        record_notice(channel, "refund", out_refund_no, NoticeVerdict.DUPLICATE, "", body)
+        return Outcome(NoticeVerdict.DUPLICATE, "", order)
+    whole = done + amount_fen == payment.amount_fen
+    was: str | None = None
+    if whole:
+        # Ours, still open, is overtaken: the money went back at the gateway.
+        for live in refunds:
+            if live.status in (RefundStatus.PENDING.value, RefundStatus.ABNORMAL.value) and not live.partial:
+                live.status, live.finished_at = RefundStatus.FAILED.value, at
+                was = live.return_to or was
+        db.session.flush()
+        if not payment.duplicate and order.status in (S.PAID.value, S.SHIPPED.value, S.COMPLETED.value):
+            was = order.status
+    refund = Refund(order_id=order.id, payment_id=payment.id, origin=RefundOrigin.GATEWAY.value,
+                    partial=not whole, out_refund_no=out_refund_no, amount_fen=amount_fen,
+                    reason="在支付平台直接退款", status=RefundStatus.SUCCEEDED.value, return_to=was,
+                    gateway_refund_id=gateway_refund_id[:64] or None, created_at=at, finished_at=at)
+    try:
+        with db.session.begin_nested():
+            db.session.add(refund)
+    except IntegrityError:  # the same refund, racing
+        record_notice(channel, "refund", out_refund_no, NoticeVerdict.DUPLICATE, "", body)
+        return Outcome(NoticeVerdict.DUPLICATE, "", order)
+    if not whole:
+        log.error("order %s: %s fen of %s refunded at %s outside the shop (%s); partial, so the order and its "
+                  "commission are unchanged: the merchant decides (flask --app wsgi refunds list)",
+                  order.order_no, amount_fen, payment.amount_fen, channel.value, out_refund_no)
+    elif was is not None:
+        _refunded(order, was, at)
+        log.warning("order %s refunded at %s outside the shop (%s)", order.order_no, channel.value, out_refund_no)
+    record_notice(channel, "refund", out_refund_no, NoticeVerdict.ACCEPTED,
+                  "at the gateway" + ("" if whole else ", partial"), body)
+    return Outcome(NoticeVerdict.ACCEPTED, "", order)
+
+
+def refunds_to_watch(status: str | None = None, limit: int = 200) -> list[Refund]:
+    """What the merchant must look at: refunds not finished well (pending,
+    abnormal, failed automatic ones) and partial refunds made at the
+    gateway; or every refund in ``status``."""
+    query = select(Refund).order_by(Refund.id.desc()).limit(limit)
+    if status:
+        query = query.where(Refund.status == status)
+    else:
+        query = query.where(
+            (Refund.status.in_([RefundStatus.PENDING.value, RefundStatus.ABNORMAL.value]))
+            | ((Refund.status == RefundStatus.FAILED.value) & (Refund.origin == RefundOrigin.AUTO.value))
+            | Refund.partial.is_(True))
+    return list(db.session.scalars(query))
 
 
 def notices(out_trade_no: str | None = None) -> list[PaymentNotice]:

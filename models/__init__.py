@@ -7,7 +7,7 @@ from .ledger import (COMMISSION_STATES, WITHDRAWAL_STATES, Balance, CommissionKi
                      CommissionState, Withdrawal, WithdrawalStatus)
 from .notification import Notification, NotificationKind
 from .order import ORDER_STATES, Order, OrderLine, OrderStatus, PayChannel
-from .payment import NoticeVerdict, Payment, PaymentNotice, Refund, RefundStatus
+from .payment import NoticeVerdict, Payment, PaymentNotice, Refund, RefundOrigin, RefundStatus
 from .referral import ReferralTouch, TouchOutcome
 from .sandbox import SandboxMedia, SandboxMenu, SandboxMessage, SandboxQRCode, SandboxUser
 from .shop import Address, Product, UnitProduct
@@ -23,7 +23,7 @@ __all__ = [
     "ReferralTouch", "TouchOutcome",
     "Product", "UnitProduct", "Address",
     "Order", "OrderLine", "OrderStatus", "ORDER_STATES", "PayChannel",
-    "Payment", "PaymentNotice", "NoticeVerdict", "Refund", "RefundStatus",
+    "Payment", "PaymentNotice", "NoticeVerdict", "Refund", "RefundOrigin", "RefundStatus",
     "CommissionRow", "CommissionKind", "CommissionState", "COMMISSION_STATES", "Balance",
     "Withdrawal", "WithdrawalStatus", "WITHDRAWAL_STATES", "Notification", "NotificationKind",
     "SandboxUser", "SandboxQRCode", "SandboxMessage", "SandboxMedia", "SandboxMenu",

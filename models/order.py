@@ -4,7 +4,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .base import Base, UTCDateTime, utcnow
@@ -76,6 +76,9 @@ class Order(Base):
     pay_channel: Mapped[str | None] = mapped_column(String(16))
     transaction_id: Mapped[str | None] = mapped_column(String(64))
     carrier: Mapped[str | None] = mapped_column(String(32))
+    # Whether the order's stock is taken and not given back: a cancel or a
+    # refund returns stock only when this says so, and clears it.
+    holds_stock: Mapped[bool] = mapped_column(default=True, server_default=true())
     tracking_no: Mapped[str | None] = mapped_column(String(64))
     cancel_reason: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -5,7 +5,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint, text
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, UTCDateTime, utcnow
@@ -16,17 +16,25 @@ from .states import check_in
 class Payment(Base):
     """One successful payment. The unique gateway transaction id, inserted in
     the same transaction that marks the order paid, makes a retried or
-    concurrent notification pay the order exactly once."""
+    concurrent notification pay the order exactly once.
+
+    An order keeps one payment; any other that reaches it (the other
+    channel, another transaction) is a row too, marked ``duplicate`` and
+    refunded by a refund row of its own — never kept silently. The partial
+    unique index lets the database, not a race, decide which one is kept."""
 
     __tablename__ = "payments"
     __table_args__ = (
         UniqueConstraint("channel", "transaction_id", name="uq_payments_channel_transaction_id"),
         CheckConstraint(check_in("channel", PayChannel), name="channel"),
         CheckConstraint("amount_fen > 0", name="amount_positive"),
+        Index("uq_payments_one_kept_per_order", "order_id", unique=True,
+              postgresql_where=text("NOT duplicate"), sqlite_where=text("NOT duplicate")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), unique=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
+    duplicate: Mapped[bool] = mapped_column(default=False, server_default=false())
     channel: Mapped[str] = mapped_column(String(16))
     transaction_id: Mapped[str] = mapped_column(String(64))
     amount_fen: Mapped[int]
@@ -59,28 +67,48 @@ class PaymentNotice(Base):
 
 class RefundStatus(str, enum.Enum):
     PENDING = "pending"
+    # The gateway could not pay the money back (REFUND.ABNORMAL: the buyer's
+    # card closed…): still open, the merchant is told; a later SUCCESS or
+    # CLOSED finishes it.
+    ABNORMAL = "abnormal"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+
+
+class RefundOrigin(str, enum.Enum):
+    MERCHANT = "merchant"   # asked for by the merchant (``orders refund``)
+    AUTO = "auto"           # a payment the order cannot keep: a second one, or one after cancellation
+    GATEWAY = "gateway"     # made at the gateway (WeChat Pay's console, Alipay's), learnt from a notification
 
 
 class Refund(Base):
     __tablename__ = "refunds"
     __table_args__ = (
         CheckConstraint(check_in("status", RefundStatus), name="status"),
+        CheckConstraint(check_in("origin", RefundOrigin), name="origin"),
         CheckConstraint("amount_fen > 0", name="amount_positive"),
-        # Whole-order refunds: one that is pending or done per order; a failed
-        # one may be asked for again.
-        Index("uq_refunds_one_live_per_order", "order_id", unique=True,
-              postgresql_where=text("status <> 'failed'"), sqlite_where=text("status <> 'failed'")),
+        # Whole refunds: one that is live (pending, abnormal or done) per
+        # payment; a failed one may be asked for again. Partial refunds made
+        # at the gateway are only recorded.
+        Index("uq_refunds_one_live_per_payment", "payment_id", unique=True,
+              postgresql_where=text("status <> 'failed' AND NOT partial"),
+              sqlite_where=text("status <> 'failed' AND NOT partial")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
+    # The payment whose money goes back (NULL only for rows older than this column).
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"), index=True)
+    origin: Mapped[str] = mapped_column(String(16), default=RefundOrigin.MERCHANT.value,
+                                        server_default=RefundOrigin.MERCHANT.value)
+    partial: Mapped[bool] = mapped_column(default=False, server_default=false())
     out_refund_no: Mapped[str] = mapped_column(String(64), unique=True)
     amount_fen: Mapped[int]
     reason: Mapped[str] = mapped_column(String(80))
     status: Mapped[str] = mapped_column(String(16), default=RefundStatus.PENDING.value)
-    return_to: Mapped[str] = mapped_column(String(16))  # the order state before refunding
+    # The order state before refunding; NULL when the refund does not move
+    # the order (a duplicate payment, a payment after cancellation, a partial one).
+    return_to: Mapped[str | None] = mapped_column(String(16))
     gateway_refund_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

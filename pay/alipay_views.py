@@ -69,8 +69,35 @@ def alipay_notify() -> Response:
     trade = GatewayTrade(channel=CH, out_trade_no=out_trade_no, paid=data.get("trade_status") in PAID_STATUSES,
                          transaction_id=data.get("trade_no", ""), amount_fen=amount,
                          payer=data.get("buyer_id") or data.get("buyer_open_id") or None, raw=data)
+    if data.get("refund_fee"):
+        return _refunded(trade, data, body)
     # A genuine notice of an unpaid or closed trade is acknowledged and
     # recorded ("not paid"): retrying it would never change anything.
     outcome = payments.mark_paid(trade, body, KIND)
+    outbox.commit()
+    return _answer(outcome.ok)
+
+
+def _refunded(trade: GatewayTrade, data: dict[str, str], body: str) -> Response:
+    """A refund on the trade: TRADE_CLOSED (all of it refunded) or
+    TRADE_SUCCESS (part of it), ``refund_fee`` being the trade's refunded
+    total so far and ``out_biz_no`` the refund's request number — ours when
+    we asked for it, Alipay's when it was made in Alipay's console."""
+    try:
+        refunded_total = yuan_to_fen(data["refund_fee"])
+    except ValueError:
+        return _refuse(trade.out_trade_no, f"refund_fee {data['refund_fee'][:20]!r}", body)
+    if not refunded_total or data.get("trade_status") not in PAID_STATUSES | {"TRADE_CLOSED"}:
+        return _refuse(trade.out_trade_no, f"refund_fee under {data.get('trade_status', '')[:20]!r}", body)
+    out_biz_no = data.get("out_biz_no", "")
+    ours = payments.find_refund(out_biz_no) if out_biz_no else None
+    if ours is not None:
+        outcome = payments.finish_refund(CH, out_biz_no, True, ours.amount_fen, gateway_refund_id=trade.transaction_id,
+                                         body=body)
+    else:
+        if trade.paid and payments.payment_by_transaction(CH, trade.transaction_id) is None:
+            payments.mark_paid(trade, "", KIND)  # a payment we had not heard of comes first
+        outcome = payments.refunded_at_gateway(CH, trade.out_trade_no, trade.transaction_id,
+                                               refunded_total_fen=refunded_total, out_refund_no=out_biz_no, body=body)
     outbox.commit()
     return _answer(outcome.ok)

@@ -97,3 +97,58 @@ def sync_transfers() -> int:
                                           transfer_failure(bill.fail_reason) if bill.state == "FAIL" else "")
             finished += 1
     return finished
+
+
+@job
+def request_payment_refund(out_refund_no: str) -> None:
+    """Give back a payment the order cannot keep (a second payment, or one
+    after cancellation without stock) through the gateway that took it —
+    which need not be the order's own channel."""
+    from handlers import payments
+    from models import Order, Payment, RefundStatus, db
+
+    from .gateways import gateway_for
+
+    refund = payments.find_refund(out_refund_no)
+    if refund is None or refund.status != RefundStatus.PENDING.value:
+        return
+    order = db.session.get(Order, refund.order_id)
+    payment = db.session.get(Payment, refund.payment_id)
+    gateway_for(payment.channel).refund(order, refund)
+
+
+@job
+def close_trades(order_no: str) -> None:
+    """Close the order's trade at every configured gateway but the one that
+    took its payment: a cancelled order, or the other channel of a paid
+    one, can take no (further) payment. A trade that was paid meanwhile is
+    asked about and handed to payments.mark_paid (a lost notification: it
+    revives the order, or is refunded). Raises — the job is retried — when
+    a gateway did not answer."""
+    import logging
+
+    from handlers import orders, payments
+    from models import OrderStatus
+
+    from .gateways import configured_channels, gateway_for
+
+    order = orders.find_order(order_no)
+    if order is None or order.status == OrderStatus.PENDING.value:
+        return
+    failed: list[str] = []
+    for channel in configured_channels():
+        if channel.value == order.pay_channel and order.status != OrderStatus.CANCELLED.value:
+            continue  # the trade that paid the order
+        gateway = gateway_for(channel)
+        try:
+            closed = gateway.close(order)
+        except Exception as exc:  # noqa: BLE001 - try the other gateway, then retry this one
+            logging.getLogger(__name__).warning("closing %s at %s failed: %s", order_no, channel.value, exc)
+            failed.append(f"{channel.value}: {exc}")
+            continue
+        if not closed:
+            trade = gateway.query(order)
+            if trade is not None and trade.paid:
+                payments.mark_paid(trade, kind="query")
+    if failed:
+        raise RuntimeError(f"could not close {order_no} at " + "; ".join(failed))

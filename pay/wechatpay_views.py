@@ -14,6 +14,7 @@ are refused like any forgery.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +32,7 @@ from .wechatpay import TRANSFER_FINAL, WeChatPayGateway, transfer_failure
 
 CH = PayChannel.WECHATPAY
 MAX_BODY = 64 * 1024  # a real notification is about 1 KB
+MAX_AGE_SECONDS = 300  # WeChat Pay signs each (re)sent notification afresh
 SIGNATURE_TYPE = "WECHATPAY2-SHA256-RSA2048"
 SIGNED_HEADERS = ("Wechatpay-Signature", "Wechatpay-Timestamp", "Wechatpay-Nonce", "Wechatpay-Serial",
                   "Wechatpay-Signature-Type")
@@ -71,6 +73,12 @@ def _verified(gateway: WeChatPayGateway, body: str) -> dict[str, Any]:
     headers = {name: request.headers.get(name, "") for name in SIGNED_HEADERS}
     if not all(headers.values()):
         raise Refused("no signature headers", 401)
+    # The timestamp is signed with the body: a notification (or a copy of
+    # one) older than five minutes, or from the future, is refused.
+    stamp = headers["Wechatpay-Timestamp"]
+    if not (stamp.isascii() and stamp.isdigit() and len(stamp) <= 12) \
+            or abs(int(stamp) - time.time()) > MAX_AGE_SECONDS:
+        raise Refused(f"timestamp {stamp[:20]!r} is more than {MAX_AGE_SECONDS} s from now", 401)
     if headers["Wechatpay-Signature-Type"] != SIGNATURE_TYPE:
         raise Refused(f"signature type {headers['Wechatpay-Signature-Type'][:40]!r}", 401)
     # Checked before the SDK sees it: for a serial that is not our public key
@@ -163,8 +171,24 @@ def _refund(gateway: WeChatPayGateway, data: dict[str, Any], body: str) -> payme
     refunded = _fen(amount.get("refund"))
     if refunded is None:
         raise Refused(f"amount {str(amount)[:60]}", 400, out_refund_no)
-    return payments.finish_refund(CH, out_refund_no, expected == "SUCCESS", refunded,
-                                  gateway_refund_id=_str(resource.get("refund_id")), body=body)
+    refund_id = _str(resource.get("refund_id"))
+    if payments.find_refund(out_refund_no) is not None:  # one we asked for
+        return payments.finish_refund(CH, out_refund_no, expected == "SUCCESS", refunded, gateway_refund_id=refund_id,
+                                      body=body, abnormal=expected == "ABNORMAL")
+    # An out_refund_no we never made: a refund started in WeChat Pay's
+    # merchant console. Only its success changes anything.
+    out_trade_no = _str(resource.get("out_trade_no"))
+    if expected != "SUCCESS":
+        if expected == "ABNORMAL":
+            current_app.logger.error("refund %s of order %s made in WeChat Pay's console is ABNORMAL: the money "
+                                     "did not reach the buyer", out_refund_no, out_trade_no)
+        payments.record_notice(CH, "refund", out_refund_no, NoticeVerdict.ACCEPTED,
+                               f"{expected.lower()}, made at the gateway", body)
+        return payments.Outcome(NoticeVerdict.ACCEPTED, expected)
+    if not out_trade_no:
+        raise Refused("unknown refund and no out_trade_no", 400, out_refund_no)
+    return payments.refunded_at_gateway(CH, out_trade_no, _str(resource.get("transaction_id")), amount_fen=refunded,
+                                        out_refund_no=out_refund_no, gateway_refund_id=refund_id, body=body)
 
 
 def _transfer(gateway: WeChatPayGateway, data: dict[str, Any], body: str) -> payments.Outcome:

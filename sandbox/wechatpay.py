@@ -456,16 +456,110 @@ def schedule_refund_notice(mchid: str, out_refund_no: str) -> None:
 
 
 def finish_refund(mchid: str, out_refund_no: str) -> str:
-    """The job: the refund succeeds and its REFUND.SUCCESS notification goes
-    to the merchant's notify_url; the merchant's answer is returned (and logged)."""
+    """The job: the refund succeeds — or ends ABNORMAL when the console said
+    the trade's refunds should (the buyer's card is closed…) — and its
+    REFUND.* notification goes to the merchant's notify_url; the merchant's
+    answer is returned (and logged)."""
     with lock(mchid, out_refund_no):
         refund = load_refund(mchid, out_refund_no)
         if refund is None:
             return "unknown refund"
         if refund["status"] == "PROCESSING":
-            refund["status"], refund["success_time"] = "SUCCESS", rfc3339()
+            trade = load_trade(mchid, refund["out_trade_no"]) or {}
+            outcome = trade.get("refund_outcome") or "SUCCESS"
+            refund["status"] = outcome
+            refund["success_time"] = rfc3339() if outcome == "SUCCESS" else ""
             save_refund(refund)
     return notify_refund(refund)
+
+
+# -- the merchant console (商户平台): what a person does there ------------------------------------
+# Sandbox-only doors for what WeChat Pay's web console lets the merchant do:
+# refund a trade by hand (its notification carries an out_refund_no the
+# product never made), decide how the refunds of a trade end (ABNORMAL: the
+# money cannot reach the buyer), and finish an abnormal refund.
+
+CONSOLE_OUTCOMES = ("SUCCESS", "ABNORMAL", "CLOSED")
+
+
+def _console_form() -> dict[str, Any]:
+    if request.is_json:
+        data = request.get_json(silent=True)
+        return data if isinstance(data, dict) else {}
+    return request.form.to_dict()
+
+
+@bp.post("/console/refund")
+def console_refund():
+    """Refund ``refund`` fen of trade ``out_trade_no`` (default: what is
+    left), as a person does in the console. The refund notification goes to
+    ``notify_url`` (default: the shop's refund notification address, as
+    configured in the console) once the refund job has run."""
+    data = _console_form()
+    mchid, out_trade_no = conf()["mchid"], str(data.get("out_trade_no", ""))
+    notify_url = data.get("notify_url") or (current_app.config["SETTINGS"]["app"]["base_url"].rstrip("/")
+                                            + "/pay/wechatpay/refund-notify")
+    if not OUT_TRADE_NO.fullmatch(out_trade_no) or not url_ok(notify_url):
+        return error(400, "PARAM_ERROR", "out_trade_no 或 notify_url 无效")
+    with lock(mchid, out_trade_no):
+        trade = load_trade(mchid, out_trade_no)
+        if trade is None:
+            return error(404, "RESOURCE_NOT_EXISTS", "订单不存在")
+        if trade["trade_state"] not in (SUCCESS, REFUND):
+            return error(400, "INVALID_REQUEST", "订单未支付，不能退款")
+        left = trade["total"] - trade["refunded"]
+        amount = data.get("refund", left)
+        amount = int(amount) if isinstance(amount, (int, str)) and str(amount).isdigit() else None
+        if amount is None or not 1 <= amount <= left:
+            return error(400, "INVALID_REQUEST", f"退款金额应在 1 至 {left} 分之间")
+        refund = {"mchid": mchid, "out_refund_no": new_id("", 14), "refund_id": new_id("50", 21),
+                  "out_trade_no": out_trade_no, "transaction_id": trade["transaction_id"], "refund": amount,
+                  "total": trade["total"], "reason": "商户平台退款", "notify_url": notify_url,
+                  "status": "PROCESSING", "create_time": rfc3339(), "success_time": ""}
+        trade["refunded"] += amount
+        trade["trade_state"] = REFUND
+        save_trade(trade)
+        save_refund(refund)
+    schedule_refund_notice(mchid, refund["out_refund_no"])
+    return answer(refund_view(refund))
+
+
+@bp.post("/console/refund-outcome")
+def console_refund_outcome():
+    """How the trade's refunds still processing end: SUCCESS (the default)
+    or ABNORMAL, or CLOSED."""
+    data = _console_form()
+    mchid, out_trade_no, outcome = conf()["mchid"], str(data.get("out_trade_no", "")), data.get("outcome")
+    if outcome not in CONSOLE_OUTCOMES:
+        return error(400, "PARAM_ERROR", "outcome 应为 SUCCESS、ABNORMAL 或 CLOSED")
+    with lock(mchid, out_trade_no):
+        trade = load_trade(mchid, out_trade_no) if OUT_TRADE_NO.fullmatch(out_trade_no) else None
+        if trade is None:
+            return error(404, "RESOURCE_NOT_EXISTS", "订单不存在")
+        trade["refund_outcome"] = outcome
+        save_trade(trade)
+    return answer(None, 204)
+
+
+@bp.post("/console/refunds/<out_refund_no>/finish")
+def console_finish_refund(out_refund_no: str):
+    """An abnormal refund handled in the console (退款到其他账户): it ends
+    SUCCESS (or CLOSED) and WeChat Pay notifies again."""
+    data = _console_form()
+    mchid, status = conf()["mchid"], data.get("status", "SUCCESS")
+    if status not in ("SUCCESS", "CLOSED"):
+        return error(400, "PARAM_ERROR", "status 应为 SUCCESS 或 CLOSED")
+    with lock(mchid, out_refund_no):
+        refund = load_refund(mchid, out_refund_no) if OUT_REFUND_NO.fullmatch(out_refund_no) else None
+        if refund is None:
+            return error(404, "RESOURCE_NOT_EXISTS", "退款单不存在")
+        if refund["status"] != "ABNORMAL":
+            return error(400, "INVALID_REQUEST", "只有异常的退款可以在这里处理")
+        refund["status"] = status
+        refund["success_time"] = rfc3339() if status == "SUCCESS" else ""
+        save_refund(refund)
+    said = notify_refund(refund)
+    return answer({**refund_view(refund), "merchant_answer": said})
 
 
 def refund_resource(refund: dict[str, Any]) -> dict[str, Any]:
@@ -481,8 +575,8 @@ def notify_refund(refund: dict[str, Any], key: rsa.RSAPrivateKey | None = None) 
     event = {"SUCCESS": "REFUND.SUCCESS", "ABNORMAL": "REFUND.ABNORMAL", "CLOSED": "REFUND.CLOSED"}
     if refund["status"] not in event:
         return "（退款处理中，尚无通知）"
-    body = notification_body(event[refund["status"]], "退款成功" if refund["status"] == "SUCCESS" else "退款异常",
-                             "refund", refund_resource(refund))
+    summary = {"SUCCESS": "退款成功", "ABNORMAL": "退款异常", "CLOSED": "退款关闭"}[refund["status"]]
+    body = notification_body(event[refund["status"]], summary, "refund", refund_resource(refund))
     return post_notification(refund["notify_url"], body, f"refund:{refund['mchid']}:{refund['out_refund_no']}",
                              key)
 

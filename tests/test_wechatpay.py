@@ -10,6 +10,7 @@ import json
 import re
 import secrets
 import socket
+import time
 from concurrent.futures import ThreadPoolExecutor
 from html import unescape
 from pathlib import Path
@@ -426,12 +427,16 @@ def test_attacks_on_a_paid_order_change_nothing(make_order, settings, base):
     for attack in ("forged signature", "tampered amount, validly signed", "wrong appid", "trade not paid"):
         build, status = ATTACKS[attack]
         assert_refused(post(base, build(settings, paid)), status)
-    # Another transaction for the same order (paid twice) is kept visible, the order paid once.
+    # Another transaction for the same order (paid twice) is recorded as a
+    # duplicate and refunded by a refund of its own; the order is paid once.
     second = post(base, notification(resource(settings, paid)))
     assert second.status_code == 204
     now = fresh(order.order_no)
     assert (now.status, now.transaction_id, now.paid_at) == ("paid", paid.transaction_id, paid.paid_at)
-    assert payment_count() == 1 and verdicts(order.order_no)[-1] == ("duplicate", "second payment")
+    assert payment_count() == 2 and verdicts(order.order_no)[-1] == ("duplicate", "second payment, refunded")
+    duplicate = db.session.scalars(select(Payment).where(Payment.duplicate.is_(True))).one()
+    refund = db.session.scalars(select(Refund)).one()
+    assert (refund.payment_id, refund.origin, refund.return_to) == (duplicate.id, "auto", None)
 
 
 def test_garbage_of_every_kind_is_a_4xx(make_order, settings, base):
@@ -605,7 +610,8 @@ REFUND_NOTIFY = "/pay/wechatpay/refund-notify"
 
 
 @pytest.mark.parametrize("attack, status", [
-    ("forged", 401), ("amount", 400), ("mchid", 400), ("status", 400), ("unknown", 400), ("event", 400),
+    ("forged", 401), ("amount", 400), ("mchid", 400), ("status", 400), ("unknown", 400),
+    ("another transaction", 400), ("event", 400), ("stale", 401),
 ])
 def test_a_bad_refund_notification_changes_nothing(attack, status, gw, make_order, buyer, base, settings):
     order, refund = _pending_refund(gw, make_order, buyer, base)
@@ -619,11 +625,14 @@ def test_a_bad_refund_notification_changes_nothing(attack, status, gw, make_orde
         res["mchid"] = "1230000109"
     elif attack == "status":
         res["refund_status"] = "PROCESSING"
-    elif attack == "unknown":
-        res["out_refund_no"] = "R" + secrets.token_hex(8)
+    elif attack == "unknown":  # a refund of nothing we know (a console refund names a trade of ours)
+        res.update(out_refund_no="R" + secrets.token_hex(8), out_trade_no="20990101000000000000")
+    elif attack == "another transaction":
+        res.update(out_refund_no="R" + secrets.token_hex(8), transaction_id="4200" + "9" * 24)
     else:
         event = "TRANSACTION.SUCCESS"
-    assert_refused(post(base, notification(res, event, "refund", key=key), REFUND_NOTIFY), status)
+    over = {"Wechatpay-Timestamp": str(int(time.time()) - 600)} if attack == "stale" else {}
+    assert_refused(post(base, notification(res, event, "refund", key=key, **over), REFUND_NOTIFY), status)
     assert fresh(order.order_no).status == "refunding" and stock_of(order) == 4
     assert db.session.get(Refund, refund.id).status == "pending"
     # The genuine one finishes it.
@@ -632,12 +641,27 @@ def test_a_bad_refund_notification_changes_nothing(attack, status, gw, make_orde
     assert fresh(order.order_no).status == "refunded" and stock_of(order) == 5
 
 
-def test_an_abnormal_refund_puts_the_order_back(gw, make_order, buyer, base, settings):
+def test_an_abnormal_refund_stays_open_and_a_later_success_finishes_it(gw, make_order, buyer, base, settings):
     order, refund = _pending_refund(gw, make_order, buyer, base)
     note = notification(refund_resource(settings, order, refund, refund_status="ABNORMAL"), "REFUND.ABNORMAL",
                         "refund")
     assert post(base, note, REFUND_NOTIFY).status_code == 204
-    assert fresh(order.order_no).status == "paid" and stock_of(order) == 4
-    assert db.session.get(Refund, refund.id).status == "failed"
+    assert fresh(order.order_no).status == "refunding" and stock_of(order) == 4
+    assert db.session.get(Refund, refund.id).status == "abnormal"
+    assert post(base, note, REFUND_NOTIFY).status_code == 204  # again: nothing changes
+    assert [v for v, _ in verdicts(refund.out_refund_no)] == ["accepted", "duplicate"]
+    success = notification(refund_resource(settings, order, refund), "REFUND.SUCCESS", "refund")
+    assert post(base, success, REFUND_NOTIFY).status_code == 204
+    assert fresh(order.order_no).status == "refunded" and stock_of(order) == 5
+    assert db.session.get(Refund, refund.id).status == "succeeded"
     # A payment notification sent to the refund endpoint is refused.
     assert_refused(post(base, notification(resource(settings, order)), REFUND_NOTIFY), 400)
+
+
+def test_an_abnormal_refund_closed_at_last_puts_the_order_back(gw, make_order, buyer, base, settings):
+    order, refund = _pending_refund(gw, make_order, buyer, base)
+    for status, event in (("ABNORMAL", "REFUND.ABNORMAL"), ("CLOSED", "REFUND.CLOSED")):
+        note = notification(refund_resource(settings, order, refund, refund_status=status), event, "refund")
+        assert post(base, note, REFUND_NOTIFY).status_code == 204
+    assert fresh(order.order_no).status == "paid" and stock_of(order) == 4
+    assert db.session.get(Refund, refund.id).status == "failed"
