@@ -9,6 +9,7 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import config as config_module
+from . import input_guard, redact
 from .config import Settings
 from .extensions import csrf, db, migrate, queue, redis_store
 
@@ -42,8 +43,13 @@ def create_app(settings: Settings | None = None) -> Flask:
         WTF_CSRF_TIME_LIMIT=None,  # valid for the session's life; pages stay open in WeChat for long
     )
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)
+    redact.install(settings, [(s, k) for s, keys in config_module.SCHEMA.items() for k, key in keys.items()
+                              if key.secret])
+    app.url_map.converters["id"] = input_guard.IdConverter  # before any route uses <id:…>
+    app.before_request(input_guard.check_request)
     register_extensions(app)
     register_blueprints(app, settings)
+    redact.install(settings, ())  # again: the blueprints' loggers exist now
     from . import errors
     errors.register(app)
     from . import cli

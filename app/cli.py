@@ -20,6 +20,8 @@ def menu_push() -> None:
     from wxbot.commands import COMMANDS
     from wxbot.menu import load_menu, problems
 
+    from .cli_support import printable  # the token URL carries the AppSecret
+
     menu = load_menu()
     found = problems(menu, set(COMMANDS))
     if found:
@@ -29,7 +31,7 @@ def menu_push() -> None:
     except WeChatClientException as exc:
         raise click.ClickException(f"WeChat refused the menu: {exc.errcode} {exc.errmsg}") from None
     except requests.RequestException as exc:
-        raise click.ClickException(f"could not reach WeChat at {exc.request.url if exc.request else ''}: "
+        raise click.ClickException(f"could not reach WeChat at {printable(exc.request.url) if exc.request else ''}: "
                                    f"{type(exc).__name__}") from None
     click.echo(f"menu published to {current_app.config['SETTINGS']['wechat']['api_base']}")
 

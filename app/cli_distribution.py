@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 from flask.cli import AppGroup
 
-from .cli_support import run_handler
+from .cli_support import row, run_handler
 
 from handlers import applications, outbox, units
 
@@ -24,8 +24,7 @@ def list_applications() -> None:
     if not pending:
         click.echo("no applications waiting")
     for a in pending:
-        click.echo(f"{a.id}\t{china_time(a.created_at, CST_FORMAT)}\t{a.real_name}\t{a.mobile}\t"
-                   f"{a.user.display_name}\t{a.reason[:60]}")
+        row(a.id, china_time(a.created_at, CST_FORMAT), a.real_name, a.mobile, a.user.display_name, a.reason[:60])
 
 
 @applications_cli.command("approve")

@@ -6,7 +6,7 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from .cli_support import run_handler
+from .cli_support import printable, row, run_handler
 
 from handlers import commissions, outbox, withdrawals
 from handlers.errors import DomainError
@@ -25,8 +25,8 @@ def list_waiting() -> None:
         click.echo("no withdrawals waiting")
     for w in waiting:
         d = db.session.get(Distributor, w.distributor_id)
-        click.echo(f"{w.id}\t{w.status}\t¥{yuan(w.amount_fen)}\tfee ¥{yuan(w.fee_fen)}\tpay ¥{yuan(w.net_fen)}\t"
-                   f"{d.real_name}\t{d.mobile}\t{d.user.openid}")
+        row(w.id, w.status, f"¥{yuan(w.amount_fen)}", f"fee ¥{yuan(w.fee_fen)}", f"pay ¥{yuan(w.net_fen)}",
+            d.real_name, d.mobile, d.user.openid)
 
 
 @withdrawals_cli.command("pay")
@@ -68,7 +68,8 @@ def transfer(withdrawal_id: int) -> None:
     elif w.status == WithdrawalStatus.TRANSFERRING.value:
         click.echo(f"withdrawal {withdrawal_id}: transfer {out_bill_no} queued")
     else:
-        click.echo(f"withdrawal {withdrawal_id}: transfer {out_bill_no} {w.status}: {w.reason or ''}".rstrip(": "))
+        reason = printable(w.reason or "")
+        click.echo(f"withdrawal {withdrawal_id}: transfer {out_bill_no} {w.status}: {reason}".rstrip(": "))
 
 
 @withdrawals_cli.command("reject")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from flask.cli import AppGroup
 
-from .cli_support import run_handler
+from .cli_support import row, run_handler
 
 from handlers import catalogue, orders, payments
 
@@ -21,8 +21,7 @@ def _yuan(fen: int) -> str:
 def list_products() -> None:
     for p in catalogue.all_products():
         rates = f"{p.level1_rate_bp}/{p.level2_rate_bp}bp" if p.level1_rate_bp is not None else "default rates"
-        click.echo(f"{p.id}\t{'on sale' if p.on_sale else 'off sale'}\t¥{_yuan(p.price_fen)}\tstock {p.stock}\t"
-                   f"{rates}\t{p.name}")
+        row(p.id, "on sale" if p.on_sale else "off sale", f"¥{_yuan(p.price_fen)}", f"stock {p.stock}", rates, p.name)
 
 
 @products_cli.command("add")
@@ -70,7 +69,7 @@ def list_orders(status) -> None:
     if status:
         query = query.where(Order.status == status)
     for o in db.session.scalars(query):
-        click.echo(f"{o.order_no}\t{o.status}\t¥{_yuan(o.total_fen)}\t{o.receiver_name}\t{o.title}")
+        row(o.order_no, o.status, f"¥{_yuan(o.total_fen)}", o.receiver_name, o.title)
 
 
 @orders_cli.command("ship")

@@ -1,10 +1,13 @@
 """Configuration: one TOML file, then the environment, validated at start-up.
 
-Where the file comes from: ``FENXIAO_CONFIG``, else ``config.toml`` in the
-working directory, else the built-in try-out defaults (SQLite, in-process
-Redis stand-in, sandbox platform on). Any key can be overridden from the
-environment as ``FENXIAO_<SECTION>_<KEY>`` (``FENXIAO_WECHAT_SECRET``), which
-is how secrets are meant to arrive in production.
+Where it comes from: ``FENXIAO_CONFIG``, else ``config.toml`` in the working
+directory, else — only when asked for with ``FENXIAO_TRYOUT=1``, as ``make
+run`` does — the built-in try-out defaults (SQLite, in-process Redis stand-in,
+sandbox platform on), else the environment alone. Any key can be overridden
+from the environment as ``FENXIAO_<SECTION>_<KEY>`` (``FENXIAO_WECHAT_SECRET``),
+which is how secrets are meant to arrive in production; a deployment given
+only such variables is built from them (required keys required), never
+merged with the try-out's sandbox defaults. With none of these, start-up stops.
 
 The result is an immutable, validated ``Settings`` object; a bad or missing
 required key raises ``ConfigError`` naming the key, before anything starts.
@@ -256,6 +259,11 @@ def build(raw: Mapping[str, Any], environ: Mapping[str, str], source: str) -> Se
     for name in ("api_base", "open_base"):
         if not wechat["sandbox"] and "/sandbox/" in wechat[name] + "/":
             raise ConfigError(f"[wechat] {name} points at the sandbox platform but [wechat] sandbox is false")
+    if wechat["sandbox"] and base.startswith("https://"):
+        # An https address is a public deployment; the sandbox lets anyone act as
+        # any user and pay without money, so it only runs on a local http address.
+        raise ConfigError("[wechat] sandbox = true is refused with an https [app] base_url: the sandbox "
+                          "platform is for local try-outs; set [wechat] sandbox = false for a real deployment")
     return Settings(data, source)
 
 
@@ -278,9 +286,15 @@ def _check_payment_keys(data: dict[str, dict[str, Any]]) -> None:
             raise ConfigError(f"[{section}] {address} points at the sandbox but [{section}] sandbox is false")
 
 
-def tryout_defaults(instance_dir: Path) -> dict[str, Any]:
+TRYOUT_BASE_URL = "http://127.0.0.1:5000"
+
+
+def tryout_defaults(instance_dir: Path, base_url: str = TRYOUT_BASE_URL) -> dict[str, Any]:
     """Try-out mode: everything embedded. Secrets are random per installation,
-    kept in the instance folder so restarts keep sessions and tokens valid."""
+    kept in the instance folder so restarts keep sessions and tokens valid.
+    ``base_url`` is where it is served (``make run HOST=… PORT=…`` passes its
+    own as FENXIAO_APP_BASE_URL): the sandbox platform, OAuth and payment links
+    are built from it."""
     instance_dir.mkdir(parents=True, exist_ok=True)
     secrets_file = instance_dir / "tryout-secrets.json"
     if secrets_file.exists():
@@ -296,7 +310,7 @@ def tryout_defaults(instance_dir: Path) -> dict[str, Any]:
         secrets_file.chmod(0o600)
     from sandbox.paykeys import ensure, payment_config
 
-    base_url = "http://127.0.0.1:5000"
+    base_url = base_url.rstrip("/")
     return {
         **payment_config(ensure(instance_dir / "sandbox-pay-keys"), base_url),
         "app": {
@@ -317,18 +331,51 @@ def tryout_defaults(instance_dir: Path) -> dict[str, Any]:
     }
 
 
+NO_CONFIGURATION = (
+    "no configuration: set FENXIAO_CONFIG to a TOML file, create config.toml in the working directory "
+    "(see config.example.toml), or set FENXIAO_TRYOUT=1 for the built-in try-out "
+    "(SQLite, sandbox WeChat, random secrets — what `make run` does)"
+)
+
+
+def tryout_requested(environ: Mapping[str, str]) -> bool:
+    """``FENXIAO_TRYOUT=1`` (or true/yes): the explicit choice of the try-out defaults."""
+    value = environ.get("FENXIAO_TRYOUT", "").strip().lower()
+    if value in ("", "0", "false", "no"):
+        return False
+    if value in ("1", "true", "yes"):
+        return True
+    raise ConfigError(f"FENXIAO_TRYOUT must be 1 (the try-out) or 0, got {value!r}")
+
+
+def environment_keys(environ: Mapping[str, str]) -> list[str]:
+    """The ``FENXIAO_<SECTION>_<KEY>`` variables that name a key of ours."""
+    known = {f"FENXIAO_{section}_{name}".upper() for section, keys in SCHEMA.items() for name in keys}
+    return sorted(name for name in environ if name in known)
+
+
 def load(environ: Mapping[str, str] | None = None, instance_dir: Path | None = None) -> Settings:
     environ = os.environ if environ is None else environ
     default_instance = Path(__file__).resolve().parent.parent / "var"
     instance_dir = instance_dir or Path(environ.get("FENXIAO_INSTANCE", default_instance))
+    tryout = tryout_requested(environ)
     path = environ.get("FENXIAO_CONFIG")
     if path:
         if not Path(path).is_file():
             raise ConfigError(f"FENXIAO_CONFIG points at {path}, which is not a file")
     elif Path("config.toml").is_file():
         path = "config.toml"
+    if path and tryout:
+        raise ConfigError(f"FENXIAO_TRYOUT=1 asks for the try-out defaults, but {path} configures this "
+                          "deployment: unset FENXIAO_TRYOUT or remove the file")
     if not path:
-        return build(tryout_defaults(instance_dir), environ, "try-out defaults")
+        if tryout:
+            base_url = environ.get("FENXIAO_APP_BASE_URL") or TRYOUT_BASE_URL
+            return build(tryout_defaults(instance_dir, base_url), environ, "try-out defaults")
+        if not environment_keys(environ):
+            raise ConfigError(NO_CONFIGURATION)
+        # Configured by FENXIAO_* variables alone: nothing is filled in from the try-out.
+        return build({}, environ, "environment")
     try:
         with open(path, "rb") as f:
             raw = tomllib.load(f)

@@ -13,13 +13,19 @@ from flask_wtf.csrf import CSRFError
 from handlers.errors import DomainError
 from models import IllegalTransition
 
+from .input_guard import ControlCharacters
+
 log = logging.getLogger(__name__)
 
 
 def _wants_json() -> bool:
     return request.accept_mimetypes.best == "application/json" or request.path.startswith(
-        ("/sandbox/api/", "/pay/")
+        ("/sandbox/api/", "/pay/", "/sandbox/pay/wechatpay/v3/")
     )
+
+
+def _for_a_page() -> bool:
+    return not request.path.startswith("/wx") and not _wants_json()
 
 
 def _render(status: int, message: str):
@@ -44,6 +50,11 @@ def register(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def csrf_error(exc: CSRFError):
         return _render(400, "页面已过期，请返回刷新后再提交")
+
+    @app.errorhandler(ControlCharacters)
+    def control_characters(exc: ControlCharacters):
+        # Nothing ran yet (a before_request check); a page gets words, a program gets where.
+        return _render(400, exc.message if _for_a_page() else exc.description)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

@@ -155,7 +155,8 @@ def callback():
 
     pending = session.pop("oauth", None)
     state, code = request.args.get("state", ""), request.args.get("code", "")
-    if not pending or not hmac.compare_digest(str(pending.get("state", "")), state):
+    # Bytes: compare_digest raises TypeError for a str with non-ASCII characters.
+    if not pending or not hmac.compare_digest(str(pending.get("state", "")).encode(), state.encode()):
         return _failed("登录链接已失效或已被使用，请重新打开页面。")
     if not code:
         return _failed("你没有同意授权，无法继续。")

@@ -46,7 +46,7 @@ def withdraw():
                            error=error, typed=request.form.get("amount", "")), 400 if error else 200
 
 
-@bp.get("/withdrawals/<int:withdrawal_id>/confirm")
+@bp.get("/withdrawals/<id:withdrawal_id>/confirm")
 @login_required
 def confirm_transfer(withdrawal_id: int):
     """The distributor confirms a WeChat Pay transfer (requestMerchantTransfer)."""
@@ -77,7 +77,7 @@ def read_all():
     return redirect(url_for("h5.notification_centre"))
 
 
-@bp.post("/notifications/<int:notification_id>/open")
+@bp.post("/notifications/<id:notification_id>/open")
 @login_required
 def open_notification(notification_id: int):
     user = current_user()

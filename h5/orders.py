@@ -22,7 +22,7 @@ from models import IllegalTransition, Order, OrderStatus, PayChannel
 from . import bp
 from .auth import current_user, login_required
 from .distribution import _distributor_or_apply
-from .shop import current_buyer, in_wechat, shop_page
+from .shop import current_buyer, in_wechat, plain_id, shop_page
 
 log = logging.getLogger(__name__)
 S = OrderStatus
@@ -225,16 +225,16 @@ def my_products():
     error, saved, status = None, False, 200
     chosen = catalogue.selection_ids(unit)
     if request.method == "POST":
-        raw = request.form.getlist("product_id")
+        ids = [plain_id(r) for r in request.form.getlist("product_id")]
         try:
-            if not all(r.isdigit() and len(r) <= 9 for r in raw):
+            if None in ids:
                 raise DomainError("所选商品不存在或已下架")
-            catalogue.choose_products(unit, [int(r) for r in raw])
+            catalogue.choose_products(unit, ids)
             outbox.commit()
             saved, chosen = True, catalogue.selection_ids(unit)
         except DomainError as exc:
             outbox.rollback()
             error, status = exc.message, exc.status
-            chosen = {int(r) for r in raw if r.isdigit() and len(r) <= 9}
+            chosen = {i for i in ids if i is not None}
     return render_template("orders/my_products.html", unit=unit, products=catalogue.on_sale(), chosen=chosen,
                            error=error, saved=saved), status

@@ -113,10 +113,17 @@ def quantity(raw: str | None, lowest: int) -> int:
     return orders.check_quantity(qty, lowest)
 
 
+def plain_id(raw: str | None) -> int | None:
+    """An id sent in a form: ASCII digits only ('١٢'.isdigit() is true too), else None."""
+    raw = (raw or "").strip()
+    return int(raw) if re.fullmatch(r"[0-9]{1,9}", raw) else None
+
+
 def product_id(raw: str | None) -> int:
-    if not raw or not re.fullmatch(r"[0-9]{1,9}", raw.strip()):
+    pid = plain_id(raw)
+    if pid is None:
         raise DomainError("商品不存在")
-    return int(raw)
+    return pid
 
 
 def cart_lines() -> tuple[list[dict], int]:
@@ -155,7 +162,7 @@ def shop():
     return render_shop(orders.sale_place(current_buyer()).unit)
 
 
-@bp.get("/p/<int:product_id>")
+@bp.get("/p/<id:product_id>")
 @shop_page
 def product(product_id: int, error: str | None = None, qty: str = "1", status: int = 200):
     item = catalogue.get_product(product_id)
@@ -218,8 +225,7 @@ def cart_update():
 @shop_page
 def cart_remove():
     items = cart()
-    raw = request.form.get("product_id", "")
-    items.pop(int(raw) if raw.isdigit() else -1, None)
+    items.pop(plain_id(request.form.get("product_id")), None)
     save_cart(items)
     return redirect(url_for("h5.cart_page"))
 

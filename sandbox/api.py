@@ -74,7 +74,7 @@ def token():
         return wx_error(40002, "invalid grant_type")
     if request.args.get("appid") != account["appid"]:
         return wx_error(40013, "invalid appid")
-    if not hmac.compare_digest(request.args.get("secret", ""), account["secret"]):
+    if not hmac.compare_digest(request.args.get("secret", "").encode(), account["secret"].encode()):
         return wx_error(40125, "invalid appsecret")
     return jsonify(access_token=state.issue_access_token(account["appid"]), expires_in=state.TOKEN_TTL)
 
@@ -337,7 +337,7 @@ def sns_access_token():
     args = request.args
     if args.get("appid") != account["appid"]:
         return wx_error(40013, "invalid appid")
-    if not hmac.compare_digest(args.get("secret", ""), account["secret"]):
+    if not hmac.compare_digest(args.get("secret", "").encode(), account["secret"].encode()):
         return wx_error(40125, "invalid appsecret")
     if args.get("grant_type") != "authorization_code":
         return wx_error(40002, "invalid grant_type")

@@ -23,7 +23,8 @@ SECRETS = [("app", "secret_key"), ("wechat", "secret"), ("wechat", "token"), ("w
 
 
 def good_raw(**overrides) -> dict:
-    return make_raw_config("https://shop.example.com", "sqlite:///fenxiao.sqlite", **overrides)
+    """A valid configuration with the sandbox on, so on a local http address."""
+    return make_raw_config("http://shop.example.com", "sqlite:///fenxiao.sqlite", **overrides)
 
 
 def toml_value(value) -> str:
@@ -76,9 +77,38 @@ def test_config_toml_in_working_directory_is_used(elsewhere, tmp_path):
     assert not settings.tryout
 
 
-def test_no_file_means_tryout_defaults(elsewhere, tmp_path):
+TRYOUT = {"FENXIAO_TRYOUT": "1"}
+
+
+def test_no_file_and_no_tryout_choice_stops_saying_what_to_do(elsewhere, tmp_path):
     instance = tmp_path / "instance"
-    settings = load({}, instance_dir=instance)
+    with pytest.raises(ConfigError) as caught:
+        load({}, instance_dir=instance)
+    for hint in ("FENXIAO_CONFIG", "config.toml", "FENXIAO_TRYOUT=1"):
+        assert hint in str(caught.value)
+    assert not instance.exists(), "no try-out secrets or database made without being asked"
+
+
+@pytest.mark.parametrize("value", ["0", "false", "", "no"])
+def test_tryout_switched_off_is_no_tryout(elsewhere, tmp_path, value):
+    with pytest.raises(ConfigError, match="FENXIAO_TRYOUT=1"):
+        load({"FENXIAO_TRYOUT": value}, instance_dir=tmp_path / "instance")
+
+
+def test_tryout_flag_with_another_value_is_refused(elsewhere, tmp_path):
+    with pytest.raises(ConfigError, match="FENXIAO_TRYOUT"):
+        load({"FENXIAO_TRYOUT": "please"}, instance_dir=tmp_path / "instance")
+
+
+def test_tryout_flag_beside_a_config_file_is_refused(elsewhere, tmp_path):
+    write_toml(elsewhere / "config.toml", good_raw())
+    with pytest.raises(ConfigError, match="FENXIAO_TRYOUT"):
+        load(TRYOUT, instance_dir=tmp_path / "instance")
+
+
+def test_no_file_means_tryout_defaults_when_asked(elsewhere, tmp_path):
+    instance = tmp_path / "instance"
+    settings = load(TRYOUT, instance_dir=instance)
     assert settings.tryout
     assert settings["app"]["database_url"].startswith("sqlite:///")
     assert str(instance.resolve()) in settings["app"]["database_url"]
@@ -90,10 +120,26 @@ def test_no_file_means_tryout_defaults(elsewhere, tmp_path):
     assert settings["wechat"]["open_base"] == f"{base}/sandbox/open"
 
 
+def test_tryout_builds_its_links_from_its_own_address(elsewhere, tmp_path):
+    # make run HOST=192.168.1.5 PORT=5077 passes FENXIAO_APP_BASE_URL=http://192.168.1.5:5077
+    base = "http://192.168.1.5:5077"
+    settings = load({**TRYOUT, "FENXIAO_APP_BASE_URL": base + "/"}, instance_dir=tmp_path / "instance")
+    assert settings.tryout and settings["app"]["base_url"] == base
+    assert settings["wechat"]["api_base"] == f"{base}/sandbox/api"
+    assert settings["wechat"]["open_base"] == f"{base}/sandbox/open"
+    assert settings["wechatpay"]["api_base"] == f"{base}/sandbox/pay/wechatpay"
+    assert settings["alipay"]["gateway"] == f"{base}/sandbox/pay/alipay/gateway.do"
+
+
+def test_tryout_on_an_https_address_is_refused(elsewhere, tmp_path):
+    with pytest.raises(ConfigError, match=re.escape("[wechat] sandbox")):
+        load({**TRYOUT, "FENXIAO_APP_BASE_URL": "https://shop.example.com"}, instance_dir=tmp_path / "instance")
+
+
 def test_tryout_secrets_are_random_per_installation_and_kept(elsewhere, tmp_path):
-    first = load({}, instance_dir=tmp_path / "one")
-    again = load({}, instance_dir=tmp_path / "one")
-    other = load({}, instance_dir=tmp_path / "two")
+    first = load(TRYOUT, instance_dir=tmp_path / "one")
+    again = load(TRYOUT, instance_dir=tmp_path / "one")
+    other = load(TRYOUT, instance_dir=tmp_path / "two")
     for section, key in SECRETS:
         assert first[section][key], f"[{section}] {key} empty in try-out mode"
         assert again[section][key] == first[section][key], f"[{section}] {key} changed across restarts"
@@ -118,7 +164,7 @@ def test_invalid_toml_is_refused(elsewhere, tmp_path):
 # --- the environment -------------------------------------------------------
 
 def test_environment_overrides_file_values(tmp_path):
-    path = write_toml(tmp_path / "c.toml", good_raw(wechat={"secret": "fromfile"}))
+    path = write_toml(tmp_path / "c.toml", good_raw(wechat={"secret": "fromfile", "sandbox": False}))
     settings = load({
         "FENXIAO_CONFIG": str(path),
         "FENXIAO_WECHAT_SECRET": "fromenvironment",
@@ -268,6 +314,21 @@ def test_error_messages_never_show_a_secret():
     assert "tooshort" not in str(caught.value)
 
 
+@pytest.mark.parametrize("where", ["file", "environment"])
+def test_sandbox_with_an_https_base_url_is_refused(where):
+    if where == "file":
+        raw, env = good_raw(app={"base_url": "https://shop.example.com"}), {}
+    else:
+        raw, env = good_raw(), {"FENXIAO_APP_BASE_URL": "https://shop.example.com"}
+    with pytest.raises(ConfigError, match=re.escape("[wechat] sandbox")):
+        build(raw, env, "test")
+
+
+def test_https_base_url_without_the_sandbox_is_fine():
+    settings = build(good_raw(app={"base_url": "https://shop.example.com"}, wechat={"sandbox": False}), {}, "test")
+    assert settings["app"]["base_url"] == "https://shop.example.com"
+
+
 # --- the committed example ---------------------------------------------------
 
 def example_keys(text: str) -> set[tuple[str, str]]:
@@ -328,6 +389,82 @@ def test_example_validates_with_blank_secrets_from_the_environment(example, tmp_
     assert not unknown, f"config.example.toml teaches keys the loader ignores: {unknown}"
 
 
+# --- configured by the environment alone -------------------------------------
+
+def test_environment_alone_is_a_real_deployment_not_the_sandbox(elsewhere, tmp_path):
+    instance = tmp_path / "instance"
+    settings = load(SAMPLE_SECRETS, instance_dir=instance)
+    assert settings.source == "environment" and not settings.tryout
+    assert settings["app"]["base_url"] == SAMPLE_SECRETS["FENXIAO_APP_BASE_URL"]
+    assert settings["app"]["database_url"] == SAMPLE_SECRETS["FENXIAO_APP_DATABASE_URL"]
+    assert settings["wechat"]["secret"] == SAMPLE_SECRETS["FENXIAO_WECHAT_SECRET"]
+    assert settings["wechat"]["sandbox"] is False
+    assert settings["wechat"]["api_base"] == "https://api.weixin.qq.com"
+    assert settings["wechat"]["open_base"] == "https://open.weixin.qq.com"
+    # Nothing taken from the try-out: no sandbox payments, no auto-approval, no made-up template ids.
+    assert settings["wechatpay"]["mchid"] == "" and settings["wechatpay"]["sandbox"] is False
+    assert settings["alipay"]["app_id"] == "" and settings["alipay"]["sandbox"] is False
+    assert settings["distribution"]["review"] == "manual"
+    assert not any(settings["templates"].values())
+    assert not instance.exists(), "no try-out secrets written"
+
+
+@pytest.mark.parametrize("name", sorted(set(SAMPLE_SECRETS) - {"FENXIAO_WECHAT_ENCODING_AES_KEY"}))
+def test_environment_alone_needs_every_required_key(elsewhere, tmp_path, name):
+    environ = {k: v for k, v in SAMPLE_SECRETS.items() if k != name}
+    section, key = name.removeprefix("FENXIAO_").lower().split("_", 1)
+    with pytest.raises(ConfigError, match=re.escape(f"[{section}] {key} is required")):
+        load(environ, instance_dir=tmp_path / "instance")
+
+
+def test_environment_alone_cannot_turn_on_the_sandbox_on_https(elsewhere, tmp_path):
+    with pytest.raises(ConfigError, match=re.escape("[wechat] sandbox")):
+        load({**SAMPLE_SECRETS, "FENXIAO_WECHAT_SANDBOX": "true"}, instance_dir=tmp_path / "instance")
+
+
+# --- the AppSecret never reaches a log ------------------------------------------
+
+def test_app_secret_is_in_no_log_record_at_debug_after_a_token_fetch(app, settings, caplog):
+    """wechatpy sends the AppSecret in the token request's query; urllib3 logs
+    URLs at DEBUG and the server logs request lines."""
+    from wxbot.client import wechat_client
+
+    secret = settings["wechat"]["secret"]
+    with caplog.at_level(logging.DEBUG):
+        token = wechat_client().access_token
+    assert token
+    logged = "\n".join([r.getMessage() for r in caplog.records] + [caplog.text])
+    assert "cgi-bin/token" in logged, "the token request was logged (else this test proves nothing)"
+    assert "secret=***" in logged
+    assert secret not in logged
+
+
+def test_app_secret_is_masked_in_a_logged_traceback(app, settings, caplog):
+    import requests
+
+    secret = settings["wechat"]["secret"]
+    log = logging.getLogger("wxbot.jobs")
+    with caplog.at_level(logging.DEBUG):
+        try:  # a closed port: the error's message carries the whole URL
+            requests.get("http://127.0.0.1:9/cgi-bin/token", params={"appid": "wx1", "secret": secret}, timeout=2)
+        except requests.RequestException:
+            log.exception("job failed")
+    assert "job failed" in caplog.text and "Traceback" in caplog.text
+    assert secret not in caplog.text
+
+
+def test_no_secret_value_of_the_settings_is_logged_by_start_up(tmp_path, caplog):
+    from app import create_app
+
+    raw = good_raw(app={"database_url": f"sqlite:///{tmp_path / 'x.sqlite'}", "log_level": "DEBUG"})
+    with caplog.at_level(logging.DEBUG):
+        built = build(raw, {}, "test")
+        create_app(built)
+    for section, key in SECRETS:
+        value = built[section][key]
+        assert value not in caplog.text, f"[{section}] {key} logged"
+
+
 # --- start-up through the CLI ------------------------------------------------
 
 @pytest.mark.slow
@@ -340,6 +477,19 @@ def test_cli_startup_with_bad_config_names_the_key(tmp_path, repo_root):
     assert done.returncode != 0
     assert "[distribution] review" in done.stdout + done.stderr
     assert "/healthz" not in done.stdout
+
+
+@pytest.mark.slow
+def test_cli_startup_without_any_configuration_stops_with_a_clear_message(tmp_path, repo_root):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FENXIAO_")}
+    env["PYTHONPATH"] = str(repo_root)  # run from a directory with no config.toml in it
+    done = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "routes"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    out = done.stdout + done.stderr
+    assert "FENXIAO_TRYOUT=1" in out and "FENXIAO_CONFIG" in out
+    assert "Traceback" not in out
+    assert "/sandbox" not in done.stdout
 
 
 @pytest.mark.slow

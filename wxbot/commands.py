@@ -2,10 +2,14 @@
 
 Adding a command is adding one function with ``@command(KEY, 关键词…)``.
 Each returns what the bot says: a text (links are ``<a href>`` tags, which
-WeChat renders in a text message) or a wechatpy reply object.
+WeChat renders in a text message) or a wechatpy reply object. Because WeChat
+renders tags there, every string a person chose (a nickname, a shop name, a
+reason) goes into a text through ``shown()``: a nickname like
+``<a href="http://evil">点我</a>`` arrives as text, not as a link.
 """
 from __future__ import annotations
 
+import html
 from typing import Callable
 
 from wechatpy.replies import ImageReply
@@ -39,6 +43,11 @@ def match(text: str) -> str | None:
 def run(key: str, user: User) -> object | None:
     fn = COMMANDS.get(key)
     return fn(user) if fn else None
+
+
+def shown(text: object) -> str:
+    """A person's words inside a bot text: tags and entities escaped."""
+    return html.escape(str(text or ""))
 
 
 def unit_link(unit: Unit, text: str) -> str:
@@ -78,7 +87,7 @@ def apply(user: User) -> str:
     if latest and latest.status == ApplicationStatus.PENDING.value:
         return f"你的申请正在审核中，结果会第一时间通知你。\n{link('apply', '查看申请进度')}"
     if latest and latest.status == ApplicationStatus.REJECTED.value:
-        return (f"你上次的申请未通过，原因：{latest.reject_reason}\n"
+        return (f"你上次的申请未通过，原因：{shown(latest.reject_reason)}\n"
                 f"冷静期过后可重新申请：{link('apply', '查看并重新申请')}")
     return (
         "成为分销商，拥有自己的小店、二维码海报和邀请码，好友购买即可获得佣金。\n"
@@ -108,7 +117,7 @@ def center(user: User) -> str:
     distributor = referrals.distributor_of(user.id)
     if distributor is None:
         return _become_one("分销中心是分销商的主页：收入、团队、订单和二维码都在这里。")
-    return (f"{distributor.unit.name}｜{'一级' if distributor.level == 1 else '二级'}分销商\n"
+    return (f"{shown(distributor.unit.name)}｜{'一级' if distributor.level == 1 else '二级'}分销商\n"
             f"收入、团队、订单、二维码都在这里：\n👉 {link('center', '进入分销中心')}")
 
 
@@ -137,11 +146,11 @@ def _shop_of(touch: Touch | None) -> Distributor | None:
 def welcome(user: User, touch: Touch | None = None) -> str:
     owner = _shop_of(touch)
     if owner and touch.outcome is not TouchOutcome.SELF:
-        return (f"{user.display_name}，欢迎关注！🎉\n{owner.user.display_name} 邀请你来逛逛"
-                f"「{touch.unit.name}」：\n🛒 {unit_link(touch.unit, '进入小店')}\n"
+        return (f"{shown(user.display_name)}，欢迎关注！🎉\n{shown(owner.user.display_name)} 邀请你来逛逛"
+                f"「{shown(touch.unit.name)}」：\n🛒 {unit_link(touch.unit, '进入小店')}\n"
                 f"💰 {link('apply', '我也要开店赚佣金')}\n发送「帮助」查看全部功能。")
     return (
-        f"{user.display_name}，欢迎关注！🎉\n"
+        f"{shown(user.display_name)}，欢迎关注！🎉\n"
         f"这里有品牌好物，也能边买边赚：\n🛒 {link('shop', '逛商城')}\n💰 {link('apply', '申请成为分销商')}\n"
         "发送「帮助」查看全部功能。"
     )
@@ -150,10 +159,10 @@ def welcome(user: User, touch: Touch | None = None) -> str:
 def scanned(user: User, touch: Touch) -> str:
     owner = _shop_of(touch)
     if owner is None:
-        return f"{user.display_name}，欢迎回来！\n🛒 {link('shop', '逛商城')}"
+        return f"{shown(user.display_name)}，欢迎回来！\n🛒 {link('shop', '逛商城')}"
     if touch.outcome is TouchOutcome.SELF:
         return f"这是你自己的小店二维码，分享给朋友吧！\n{link('qrcode', '我的二维码')}"
-    return f"欢迎来到「{touch.unit.name}」！\n🛒 {unit_link(touch.unit, '进入小店')}"
+    return f"欢迎来到「{shown(touch.unit.name)}」！\n🛒 {unit_link(touch.unit, '进入小店')}"
 
 
 INVITE_REPLIES = {
@@ -168,6 +177,6 @@ INVITE_REPLIES = {
 def invited(user: User, touch: Touch) -> str:
     if touch.outcome is TouchOutcome.BOUND:
         owner = touch.unit.distributor
-        return (f"绑定成功！你的推荐人是 {owner.user.display_name}🎉\n"
-                f"去逛逛「{touch.unit.name}」：{unit_link(touch.unit, '进入小店')}")
+        return (f"绑定成功！你的推荐人是 {shown(owner.user.display_name)}🎉\n"
+                f"去逛逛「{shown(touch.unit.name)}」：{unit_link(touch.unit, '进入小店')}")
     return INVITE_REPLIES[touch.outcome]
