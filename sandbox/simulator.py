@@ -96,15 +96,27 @@ def _back() -> Response:
 
 
 def render_text(content: str) -> str:
-    """WeChat text: plain text whose <a href> tags are links. Links into the
-    product open as the simulated user."""
+    """WeChat text: plain text whose <a href> tags are links and whose
+    entities (``&lt;``, ``&amp;``: how the bot escapes a nickname) are the
+    characters they name. Links into the product open as the simulated user."""
     escaped = html.escape(content)
-
-    def link(m: re.Match) -> str:
+    out, at = [], 0
+    for m in LINK.finditer(escaped):
         url = html.unescape(m.group(1))
-        return f'<a href="{html.escape(open_as_url(url))}">{m.group(2)}</a>'
+        out += [_entities(escaped[at:m.start()]),
+                f'<a href="{html.escape(open_as_url(url))}">{_entities(m.group(2))}</a>']
+        at = m.end()
+    out.append(_entities(escaped[at:]))
+    return "".join(out).replace("\n", "<br>")
 
-    return LINK.sub(link, escaped).replace("\n", "<br>")
+
+ENTITY = re.compile(r"&amp;(#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
+
+
+def _entities(escaped: str) -> str:
+    """Let the browser show an entity the text carried as its character, as
+    WeChat does; an entity never makes a tag."""
+    return ENTITY.sub(r"&\1;", escaped)
 
 
 def open_as_url(url: str) -> str:

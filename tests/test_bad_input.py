@@ -16,6 +16,7 @@ from distribution_helpers import make_distributor, make_user
 from handlers import applications, catalogue, outbox
 from models import Application, Order, User, db
 from test_shop_pages import add, browsers, catalogue_items, checkout, csrf, guest  # noqa: F401  (fixtures)
+from test_simulator import phone, phones  # noqa: F401  (fixtures)
 
 REFUSED = "提交的内容含有不允许的控制字符"
 EVIL_NAME = '<a href="http://evil.example.com">点我</a>'
@@ -204,6 +205,17 @@ def test_a_rejection_reason_and_the_shop_name_are_escaped_in_commands(app, wecha
     owner = make_distributor(EVIL_NAME)
     text = wechat.push(wechat.text(owner.user.openid, "分销中心")).reply["Content"]
     assert text.startswith("&lt;a href=") and all(link.startswith(base) for link in _links(text))
+
+
+def test_the_simulator_shows_an_escaped_nickname_as_the_text_it_is(app, phone, base):
+    owner = make_distributor(EVIL_NAME + " & 朋友")
+    phone.new_user("小美")
+    phone.do("scan", scene=owner.unit.scene)
+    chat = phone.chat()
+    # The browser shows the characters <a href="…">点我</a> & 朋友, not a link and not entities.
+    assert "&lt;a href=&quot;http://evil.example.com&quot;&gt;点我&lt;/a&gt; &amp; 朋友 邀请你来逛逛" in chat
+    assert 'href="http://evil.example.com' not in chat and "&amp;lt;" not in chat
+    assert phone.links()  # the real links are still links
 
 
 # -- control characters in the CLI's output -------------------------------------------
