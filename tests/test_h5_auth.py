@@ -432,3 +432,29 @@ def test_a_guest_buyer_logs_out_and_the_orders_are_gone_from_every_copy(app, bas
     assert guest.get(mine).status_code == thief.get(mine).status_code == 404
     assert order.order_no not in thief.get(f"{base}/h5/orders").text
     assert guest.get(f"{base}/h5/shop").status_code == 200  # still a guest who can shop
+
+
+def test_two_logouts_at_once_from_copies_of_the_cookie_both_end_it(browser, base, sandbox_user):
+    import threading
+
+    person = sandbox_user("小王")
+    log_in(browser, base, person.openid)
+    form = browser.get(f"{base}/h5/").text
+    token = re.search(r'id="logout">\s*<input type="hidden" name="csrf_token" value="([^"]+)"', form).group(1)
+    copies = [copy_of(browser) for _ in range(4)]
+    start, answers = threading.Barrier(len(copies)), []
+
+    def tap(b):
+        start.wait()
+        answers.append(b.post(f"{base}/h5/auth/logout", data={"csrf_token": token}, allow_redirects=False))
+
+    threads = [threading.Thread(target=tap, args=(b,)) for b in copies]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert sorted(r.status_code for r in answers) == [302] * 4
+    assert who(browser, base) is None
+    [record] = sessions_of(person.openid)
+    assert record.revoked_at is not None

@@ -507,8 +507,8 @@ def test_the_figures_always_equal_the_rows(rich_owner, base):
     """What the page shows is what the ledger holds."""
     page = figures(rich_owner.get(f"{base}/h5/income").text)
     d = rich_owner.distributor
-    total = db.session.scalar(select(func.sum(CommissionRow.amount_fen)).where(
-        CommissionRow.distributor_id == d.id, CommissionRow.state == "withdrawable"))
+    total = int(db.session.scalar(select(func.sum(CommissionRow.amount_fen)).where(  # SUM(BIGINT) is NUMERIC
+        CommissionRow.distributor_id == d.id, CommissionRow.state == "withdrawable")))
     assert page["累计收入"] == f"{total // 100}.{total % 100:02d}"
 
 
