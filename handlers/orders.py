@@ -163,6 +163,12 @@ def _reserve(product_id: int, qty: int) -> Product:
 
 
 def restore_stock(order: Order) -> None:
+    """Give the order's stock back — only if it holds some: an order paid
+    after its cancellation without stock, or one whose stock went back
+    already, returns nothing (no overcount)."""
+    if not order.holds_stock:
+        return
+    order.holds_stock = False
     for line in sorted(order.lines, key=lambda l: l.product_id):
         db.session.execute(update(Product).where(Product.id == line.product_id)
                            .values(stock=Product.stock + line.quantity)
@@ -235,12 +241,6 @@ def transition(order: Order, wanted: OrderStatus) -> Order:
     new = ORDER_STATES.check(order.status, wanted)
     moved = db.session.execute(update(Order).where(Order.id == order.id, Order.status == order.status)
                                .values(status=new).execution_options(synchronize_session=False)).rowcount
-    """Give the order's stock back — only if it holds some: an order paid
-    after its cancellation without stock, or one whose stock went back
-    already, returns nothing (no overcount)."""
-    if not order.holds_stock:
-        return
-    order.holds_stock = False
     if moved != 1:
         raise Conflict("订单状态已变化，请刷新后重试")
     set_committed_value(order, "status", new)
@@ -254,8 +254,18 @@ def cancel_order(order_no: str, reason: str, at: datetime | None = None, buyer: 
     order = _move(order_no, S.CANCELLED)
     order.cancelled_at, order.cancel_reason = at or now(), reason[:64]
     restore_stock(order)
+    # The buyer may have a cashier open on either gateway: close the trades,
+    # so no payment can land on a cancelled order (one that still does is
+    # handled by payments.mark_paid).
+    close_gateway_trades(order)
     log.info("order %s cancelled: %s", order_no, reason)
     return order
+
+
+def close_gateway_trades(order: Order) -> None:
+    """Queue the closing of the order's trades at the gateways (every channel
+    it could have been started on; the job tolerates a trade never opened)."""
+    outbox.after_commit("pay.jobs.close_trades", order.order_no, job_id=f"close-{order.order_no}")
 
 
 def expire(order_no: str, at: datetime | None = None) -> Order | None:
@@ -273,6 +283,11 @@ def ship_order(order_no: str, carrier: str, tracking_no: str, at: datetime | Non
     carrier, tracking_no = " ".join((carrier or "").split()), (tracking_no or "").strip()
     if not 1 <= len(carrier) <= 32 or not re.fullmatch(r"[A-Za-z0-9-]{6,40}", tracking_no):
         raise DomainError("请填写快递公司和运单号（6-40 位字母或数字）")
+    found = find_order(order_no, lock=True)
+    if found is not None and found.status == S.REFUNDING.value:
+        # REFUNDING -> SHIPPED is the way back of a refused refund of a
+        # shipped order, not a shipment: an open refund ships nothing.
+        raise Conflict("订单退款中，不能发货")
     order = _move(order_no, S.SHIPPED)
     order.carrier, order.tracking_no, order.shipped_at = carrier, tracking_no, at
     order.auto_confirm_at = at + timedelta(days=settings.section("orders")["auto_confirm_days"])
@@ -322,23 +337,16 @@ def sweep(at: datetime | None = None) -> tuple[int, int]:
 def revive_paid_late(order: Order) -> bool:
     """A payment for an order that timed out: take its stock again if all of
     it is still there (the buyer paid; they should get their goods)."""
+    if order.holds_stock:
+        return True
     try:
         with db.session.begin_nested():
             for line in sorted(order.lines, key=lambda l: l.product_id):
                 _reserve(line.product_id, line.quantity)
-    # The buyer may have a cashier open on either gateway: close the trades,
-    # so no payment can land on a cancelled order (one that still does is
-    # handled by payments.mark_paid).
-    close_gateway_trades(order)
     except DomainError:
         return False
+    order.holds_stock = True
     return True
-
-def close_gateway_trades(order: Order) -> None:
-    """Queue the closing of the order's trades at the gateways (every channel
-    it could have been started on; the job tolerates a trade never opened)."""
-    outbox.after_commit("pay.jobs.close_trades", order.order_no, job_id=f"close-{order.order_no}")
-
 
 
 def unit_order_buyer_name(order: Order) -> str:
@@ -350,11 +358,3 @@ def unit_order_buyer_name(order: Order) -> str:
 def require_owner(buyer: Buyer, order: Order) -> None:
     if not buyer.owns(order):
         raise Forbidden("这不是你的订单")
-    found = find_order(order_no, lock=True)
-    if found is not None and found.status == S.REFUNDING.value:
-        # REFUNDING -> SHIPPED is the way back of a refused refund of a
-        # shipped order, not a shipment: an open refund ships nothing.
-        raise Conflict("订单退款中，不能发货")
-    if order.holds_stock:
-        return True
-    order.holds_stock = True
