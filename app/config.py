@@ -117,6 +117,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "review": Key("manual", str, _one_of("auto", "manual", "threshold")),
         "level1_rate_bp": Key(1000, int, _range(0, 10000)),
         "level2_rate_bp": Key(500, int, _range(0, 10000)),
+        # The most both levels together may earn of a line, per product too.
+        "max_total_rate_bp": Key(3000, int, _range(0, 10000)),
         "review_threshold_fen": Key(0, int, _range(0, 10**10)),
         "reapply_cooldown_hours": Key(72, int, _range(0, 24 * 365)),
         "freeze_days": Key(7, int, _range(0, 365)),
@@ -256,6 +258,7 @@ def build(raw: Mapping[str, Any], environ: Mapping[str, str], source: str) -> Se
     wechat["api_base"] = wechat["api_base"].rstrip("/")
     wechat["open_base"] = wechat["open_base"].rstrip("/")
     _check_payment_keys(data)
+    _check_rates(data["distribution"])
     for name in ("api_base", "open_base"):
         if not wechat["sandbox"] and "/sandbox/" in wechat[name] + "/":
             raise ConfigError(f"[wechat] {name} points at the sandbox platform but [wechat] sandbox is false")
@@ -265,6 +268,13 @@ def build(raw: Mapping[str, Any], environ: Mapping[str, str], source: str) -> Se
         raise ConfigError("[wechat] sandbox = true is refused with an https [app] base_url: the sandbox "
                           "platform is for local try-outs; set [wechat] sandbox = false for a real deployment")
     return Settings(data, source)
+
+
+def _check_rates(distribution: dict[str, Any]) -> None:
+    level1, level2, cap = (distribution[k] for k in ("level1_rate_bp", "level2_rate_bp", "max_total_rate_bp"))
+    if level1 + level2 > cap:
+        raise ConfigError(f"[distribution] level1_rate_bp + level2_rate_bp ({level1} + {level2} = {level1 + level2})"
+                          f" must be at most [distribution] max_total_rate_bp ({cap})")
 
 
 PAYMENT_REQUIRED = {

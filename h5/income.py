@@ -56,6 +56,11 @@ def confirm_transfer(withdrawal_id: int):
         abort(404)
     if w.status != "transferring" or not w.package_info:
         return redirect(url_for("h5.withdraw"))  # nothing to confirm (yet, or any more)
+    if not withdrawals.may_confirm(w):
+        return render_template("message.html", title="暂不能收款",
+                               message="有退款扣回的佣金待抵扣，这笔转账暂不能确认收款。抵扣完成后再来确认；"
+                                       "未确认的转账到期会自动退回你的余额。",
+                               action_url=url_for("h5.income"), action_text="查看收入"), 409
     settings = current_app.config["SETTINGS"]
     return render_template("income/confirm.html", w=w, mchid=settings["wechatpay"]["mchid"],
                            appid=settings["wechatpay"]["appid"], sandbox=settings["wechatpay"]["sandbox"])

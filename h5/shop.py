@@ -247,7 +247,7 @@ def checkout():
     if request.method == "POST":
         form = {k: request.form.get(k, "") for k in ("name", "mobile", "address", "note")}
         try:
-            order = _place(form)
+            order = _place(form, request.form.get("checkout_key", ""))
         except DomainError as exc:
             outbox.rollback()
             error, status = exc.message, exc.status
@@ -256,16 +256,20 @@ def checkout():
     lines, total = cart_lines()
     buyer = current_buyer()
     place = orders.sale_place(buyer)
+    # A new one-time key for every form shown: a form submitted twice (a
+    # double tap, a slow network's retry) is one order; a form shown again
+    # after a refusal made no order, so its key was never used.
     return render_template("shop/checkout.html", lines=lines, total=total, form=form, error=error,
-                           guest=buyer.user is None, guest_mobile=buyer.guest_mobile, unit=place.unit), status
+                           guest=buyer.user is None, guest_mobile=buyer.guest_mobile, unit=place.unit,
+                           checkout_key=orders.new_checkout_key()), status
 
 
-def _place(form: dict[str, str]):
+def _place(form: dict[str, str], checkout_key: str):
     receiver = Receiver.checked(form["name"], form["mobile"], form["address"])
     buyer = current_buyer()
     if buyer.user is None:  # a guest: the number they give is who they are from now on
         buyer = Buyer(guest_mobile=buyer.guest_mobile or receiver.mobile, guest_unit_slug=buyer.guest_unit_slug)
-    order = orders.place_order(buyer, cart(), receiver, form.get("note", ""))
+    order = orders.place_order(buyer, cart(), receiver, form.get("note", ""), checkout_key=checkout_key)
     outbox.commit()
     save_cart({})
     if buyer.user is None:

@@ -5,21 +5,39 @@ from sqlalchemy import delete, select
 
 from models import Product, Unit, UnitProduct, db
 
+from . import settings
 from .errors import DomainError, NotFound
 
 MAX_NAME = 64
+MAX_PRICE_FEN = 10**8  # ¥1,000,000
+
+
+def percent(rate_bp: int) -> str:
+    """1500 → "15%", 1550 → "15.5%" (basis points for people)."""
+    return f"{rate_bp // 100}{f'.{rate_bp % 100:02d}'.rstrip('0') if rate_bp % 100 else ''}%"
 
 
 def _check(name: str, price_fen: int, stock: int, level1_rate_bp: int | None, level2_rate_bp: int | None) -> None:
     if not 1 <= len(name.strip()) <= MAX_NAME:
         raise DomainError(f"商品名称需 1-{MAX_NAME} 个字")
-    if not isinstance(price_fen, int) or not 1 <= price_fen <= 10**8:
+    if not _whole(price_fen) or not 1 <= price_fen <= MAX_PRICE_FEN:
         raise DomainError("价格需为 1 分到 100 万元之间的整数（单位：分）")
-    if not isinstance(stock, int) or not 0 <= stock <= 10**7:
+    if not _whole(stock) or not 0 <= stock <= 10**7:
         raise DomainError("库存需为 0 到 1000 万之间的整数")
     for rate in (level1_rate_bp, level2_rate_bp):
-        if rate is not None and not 0 <= rate <= 10000:
+        if rate is not None and (not _whole(rate) or not 0 <= rate <= 10000):
             raise DomainError("佣金比例需在 0-10000 基点之间（1000 = 10%）")
+    # What the product will really pay: its own rates, else the merchant's defaults.
+    rules = settings.section("distribution")
+    level1 = rules["level1_rate_bp"] if level1_rate_bp is None else level1_rate_bp
+    level2 = rules["level2_rate_bp"] if level2_rate_bp is None else level2_rate_bp
+    if level1 + level2 > rules["max_total_rate_bp"]:
+        raise DomainError(f"一级佣金 {percent(level1)} + 二级佣金 {percent(level2)} = {percent(level1 + level2)}，"
+                          f"超过两级佣金合计上限 {percent(rules['max_total_rate_bp'])}")
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def add_product(name: str, price_fen: int, stock: int, description: str = "", images: list[str] | None = None,

@@ -5,6 +5,11 @@ the rate in basis points, divided by 10 000 and **rounded down to the fen**
 (``amount_fen * rate_bp // 10000``), so the merchant never pays a fraction
 nobody earned. Rates and the base amount are copied onto each row.
 
+The cap, kept here too: the two levels of one line together never earn more
+than ``[distribution] max_total_rate_bp`` of it (the configuration and the
+catalogue refuse rates above it; a line from before the cap was lowered is
+cut down when posted, level 1 first).
+
 Life of a row: posted FROZEN when its order is paid; when the order is
 completed, ``settle_at`` = completion + ``[distribution] freeze_days``, and
 at that time (a delayed job, with an idempotent sweep behind it) it becomes
@@ -53,24 +58,37 @@ def balance_of(distributor_id: int) -> Balance:
                             withdrawn_fen=0, lifetime_fen=0)
 
 
+def line_rates(line: OrderLine) -> tuple[int, int]:
+    """The (level 1, level 2) rates a line pays: its own, else the default,
+    together never above ``max_total_rate_bp`` (level 1 is served first)."""
+    rules = settings.section("distribution")
+    level1 = rules["level1_rate_bp"] if line.level1_rate_bp is None else line.level1_rate_bp
+    level2 = rules["level2_rate_bp"] if line.level2_rate_bp is None else line.level2_rate_bp
+    cap = rules["max_total_rate_bp"]
+    if level1 + level2 > cap:
+        log.warning("order line %s: rates %s + %s bp above the cap %s bp, cut down", line.id, level1, level2, cap)
+        level1 = min(level1, cap)
+        level2 = min(level2, cap - level1)
+    return level1, level2
+
+
 def post_for_order(order: Order, at: datetime | None = None) -> list[CommissionRow]:
     """Called in the transaction that marks ``order`` paid. Organic orders
     post nothing; a frozen distributor earns nothing."""
     at = at or now()
     if order.distributor_id is None:
         return []
-    rules = settings.section("distribution")
-    earners = [(1, order.distributor_id, "level1_rate_bp", rules["level1_rate_bp"])]
+    rates = {line.id: line_rates(line) for line in order.lines}
+    earners = [(1, order.distributor_id)]
     if order.parent_distributor_id:
-        earners.append((2, order.parent_distributor_id, "level2_rate_bp", rules["level2_rate_bp"]))
+        earners.append((2, order.parent_distributor_id))
     posted = []
-    for level, distributor_id, rate_field, default_rate in earners:
+    for level, distributor_id in earners:
         if not db.session.get(Distributor, distributor_id).is_active:
             continue
         rows = []
         for line in order.lines:
-            rate = getattr(line, rate_field)
-            rate = default_rate if rate is None else rate
+            rate = rates[line.id][level - 1]
             amount = commission_of(line.amount_fen, rate)
             if amount <= 0:
                 continue
@@ -199,8 +217,8 @@ def income_by_day(distributor_id: int, days: int = 30, at: datetime | None = Non
 def totals_from_rows(distributor_id: int) -> dict[str, int]:
     """The sums the balance must equal (used by the invariant checks)."""
     def total(*where) -> int:
-        return db.session.scalar(select(func.coalesce(func.sum(CommissionRow.amount_fen), 0)).where(
-            CommissionRow.distributor_id == distributor_id, *where))
+        return int(db.session.scalar(select(func.coalesce(func.sum(CommissionRow.amount_fen), 0)).where(
+            CommissionRow.distributor_id == distributor_id, *where)))  # SUM(BIGINT) is NUMERIC on PostgreSQL
 
     return {
         "frozen": total(CommissionRow.kind == "commission", CommissionRow.state == C.FROZEN.value),

@@ -9,13 +9,15 @@ never deadlock.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 
 from models import (ORDER_STATES, Address, Distributor, Order, OrderLine, OrderStatus, Product, Unit, User, db)
@@ -29,6 +31,9 @@ log = logging.getLogger(__name__)
 S = OrderStatus
 ORDER_NO = re.compile(r"^[0-9]{20}$")
 MAX_LINES = 20
+MAX_ORDER_FEN = 10**8  # ¥1,000,000: one order is one gateway payment, never more
+MAX_UNPAID = 3         # unpaid orders per buyer (WeChat user or guest mobile): nobody holds all the stock
+CHECKOUT_KEY = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 
 
 class OutOfStock(Conflict):
@@ -109,11 +114,28 @@ def check_quantity(qty: int, lowest: int = 1) -> int:
     return qty
 
 
+def new_checkout_key() -> str:
+    """The checkout form's one-time key (``place_order``'s ``checkout_key``)."""
+    return secrets.token_urlsafe(16)
+
+
 def place_order(buyer: Buyer, items: dict[int, int], receiver: Receiver, note: str = "",
-                at: datetime | None = None) -> Order:
+                at: datetime | None = None, checkout_key: str | None = None) -> Order:
+    """Reserve the stock and make the order. With ``checkout_key`` (the
+    form's one-time key, unique on orders) the same form submitted twice —
+    one after the other or both at once — is one order: the second submit
+    gets the first order back and takes no stock. A buyer may hold at most
+    ``MAX_UNPAID`` unpaid orders; one checkout per buyer runs at a time."""
     at = at or now()
     if buyer.user is None and not (buyer.guest_mobile and MOBILE.match(buyer.guest_mobile)):
         raise DomainError("请先填写手机号")
+    if checkout_key is not None and not CHECKOUT_KEY.match(checkout_key):
+        raise DomainError("页面已过期，请刷新后再提交")
+    _one_checkout_at_a_time(buyer)
+    if checkout_key is not None:
+        earlier = _placed_with(buyer, checkout_key)
+        if earlier is not None:
+            return earlier  # the same form submitted again
     items = {int(pid): int(qty) for pid, qty in items.items() if int(qty) != 0}
     if not items:
         raise DomainError("购物车是空的")
@@ -121,8 +143,10 @@ def place_order(buyer: Buyer, items: dict[int, int], receiver: Receiver, note: s
         raise DomainError(f"一次最多购买 {MAX_LINES} 种商品")
     for qty in items.values():
         check_quantity(qty)
+    _check_unpaid(buyer, at)
     place = sale_place(buyer)
-    order = Order(order_no=new_order_no(at), buyer_id=buyer.user.id if buyer.user else None,
+    order = Order(order_no=new_order_no(at), checkout_key=checkout_key,
+                  buyer_id=buyer.user.id if buyer.user else None,
                   guest_mobile=None if buyer.user else buyer.guest_mobile, unit_id=place.unit.id,
                   distributor_id=place.distributor.id if place.distributor else None,
                   parent_distributor_id=place.parent.id if place.parent else None,
@@ -130,23 +154,71 @@ def place_order(buyer: Buyer, items: dict[int, int], receiver: Receiver, note: s
                   receiver_address=receiver.address, note=(note or "").strip()[:200], created_at=at,
                   expires_at=at + timedelta(minutes=settings.section("orders")["pay_timeout_minutes"]))
     goods = 0
-    for product_id in sorted(items):  # a fixed lock order: no deadlocks between buyers
-        qty = items[product_id]
-        product = _reserve(product_id, qty)
-        line = OrderLine(product_id=product.id, name=product.name, image=product.cover,
-                         unit_price_fen=product.price_fen, quantity=qty, amount_fen=product.price_fen * qty,
-                         level1_rate_bp=product.level1_rate_bp, level2_rate_bp=product.level2_rate_bp)
-        order.lines.append(line)
-        goods += line.amount_fen
-    order.goods_fen = order.total_fen = goods
-    db.session.add(order)
-    db.session.flush()
+    try:
+        with db.session.begin_nested():  # a refusal below gives back the stock taken so far
+            for product_id in sorted(items):  # a fixed lock order: no deadlocks between buyers
+                qty = items[product_id]
+                product = _reserve(product_id, qty)
+                line = OrderLine(product_id=product.id, name=product.name, image=product.cover,
+                                 unit_price_fen=product.price_fen, quantity=qty, amount_fen=product.price_fen * qty,
+                                 level1_rate_bp=product.level1_rate_bp, level2_rate_bp=product.level2_rate_bp)
+                order.lines.append(line)
+                goods += line.amount_fen
+            if goods > MAX_ORDER_FEN:
+                raise DomainError(f"单笔订单金额不能超过 ¥{MAX_ORDER_FEN // 100:,}，请分开下单")
+            order.goods_fen = order.total_fen = goods
+            db.session.add(order)
+            db.session.flush()
+    except IntegrityError:
+        # The database's word on the key (when the buyer lock above is not
+        # enough, e.g. SQLite): the other submit won; its order is this one.
+        earlier = _placed_with(buyer, checkout_key) if checkout_key is not None else None
+        if earlier is None:
+            raise
+        return earlier
     if buyer.user is not None:
         _remember_address(buyer.user, receiver)
     outbox.after_commit_at(order.expires_at, "pay.jobs.expire", order.order_no,
                            job_id=f"expire-{order.order_no}")
     log.info("order %s placed: %s fen in unit %s", order.order_no, goods, place.unit.id)
     return order
+
+
+def _one_checkout_at_a_time(buyer: Buyer) -> None:
+    """Serialise one buyer's checkouts (PostgreSQL: a transaction-scoped
+    advisory lock), so two submits at once neither both pass the unpaid
+    limit nor both miss each other's checkout key. SQLite writes one
+    transaction at a time anyway."""
+    if db.session.get_bind().dialect.name != "postgresql":
+        return
+    who = f"checkout:user:{buyer.user.id}" if buyer.user is not None else f"checkout:guest:{buyer.guest_mobile}"
+    key = int.from_bytes(hashlib.sha256(who.encode()).digest()[:8], "big", signed=True)
+    db.session.execute(select(func.pg_advisory_xact_lock(key)))
+
+
+def _buyer_orders(buyer: Buyer):
+    if buyer.user is not None:
+        return select(Order).where(Order.buyer_id == buyer.user.id)
+    return select(Order).where(Order.buyer_id.is_(None), Order.guest_mobile == buyer.guest_mobile)
+
+
+def _placed_with(buyer: Buyer, checkout_key: str) -> Order | None:
+    order = db.session.scalars(select(Order).where(Order.checkout_key == checkout_key)).one_or_none()
+    if order is None:
+        return None
+    mine = order.buyer_id == buyer.user.id if buyer.user is not None else \
+        order.buyer_id is None and order.guest_mobile == buyer.guest_mobile
+    if not mine:
+        raise Conflict("页面已过期，请刷新后再提交")
+    return order
+
+
+def _check_unpaid(buyer: Buyer, at: datetime) -> None:
+    unpaid = db.session.scalar(select(func.count()).select_from(
+        _buyer_orders(buyer).where(Order.status == S.PENDING.value, Order.expires_at > at).subquery()))
+    if unpaid >= MAX_UNPAID:
+        minutes = settings.section("orders")["pay_timeout_minutes"]
+        raise Conflict(f"你有 {unpaid} 笔订单还未付款，请先付款或取消后再下单（未付款的订单 {minutes} 分钟后自动取消）")
 
 
 def _reserve(product_id: int, qty: int) -> Product:

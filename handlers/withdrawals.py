@@ -7,6 +7,14 @@ amount from withdrawable to reserved, all in one transaction: a hundred
 requests at once can never reserve more than the balance. The form's
 one-time key is unique per distributor, so a double tap is one request.
 Rejected, failed or cancelled money goes back to withdrawable.
+
+A refund after settlement claws commission back and may take the
+withdrawable balance below zero while a withdrawal is already reserved: the
+distributor then owes the merchant, so nothing is paid out — by hand or by a
+WeChat Pay transfer — until that is made good. It is checked at the moment
+of paying, on the locked balance row: when the merchant records a manual
+payment, when a transfer is started, and again when the transfer bill is
+about to be created at WeChat Pay (the job that runs after the start).
 """
 from __future__ import annotations
 
@@ -22,7 +30,7 @@ from models import WITHDRAWAL_STATES, Distributor, Withdrawal, WithdrawalStatus,
 
 from . import notifications, settings
 from .clock import CHINA, now
-from .commissions import balance_for_update
+from .commissions import balance_for_update, balance_of
 from .errors import Conflict, DomainError, NotFound
 from .money import yuan
 
@@ -44,9 +52,9 @@ def new_request_key() -> str:
 def requested_today(distributor_id: int, at: datetime) -> int:
     local = at.astimezone(CHINA)
     start = local.replace(hour=0, minute=0, second=0, microsecond=0)
-    return db.session.scalar(select(func.coalesce(func.sum(Withdrawal.amount_fen), 0)).where(
+    return int(db.session.scalar(select(func.coalesce(func.sum(Withdrawal.amount_fen), 0)).where(  # NUMERIC on PG
         Withdrawal.distributor_id == distributor_id, Withdrawal.requested_at >= start,
-        Withdrawal.status.in_(LIVE)))
+        Withdrawal.status.in_(LIVE))))
 
 
 def request_withdrawal(distributor: Distributor, amount_fen: int, request_key: str,
@@ -107,6 +115,21 @@ def _release(withdrawal: Withdrawal, status: WithdrawalStatus, reason: str, at: 
     notifications.withdrawal_decided(withdrawal, paid=False, at=at)
 
 
+def _owing(balance) -> str | None:
+    """Why nothing may be paid out to this balance's owner now, if so."""
+    if balance.withdrawable_fen < 0:
+        return (f"有退款扣回的佣金 ¥{yuan(-balance.withdrawable_fen)} 待抵扣（可提现余额 "
+                f"¥{yuan(balance.withdrawable_fen)}），暂不能打款：可驳回这笔提现，金额回到余额抵扣；"
+                f"或等新的佣金抵扣后再付")
+    return None
+
+
+def _check_not_owing(withdrawal: Withdrawal) -> None:
+    problem = _owing(balance_for_update(withdrawal.distributor_id))
+    if problem:
+        raise Conflict(problem)
+
+
 def _paid(withdrawal: Withdrawal, at: datetime) -> None:
     balance = balance_for_update(withdrawal.distributor_id)
     withdrawal.status = WITHDRAWAL_STATES.check(withdrawal.status, W.PAID)
@@ -122,6 +145,8 @@ def pay_manually(withdrawal_id: int, reference: str, at: datetime | None = None)
     if not 1 <= len(reference) <= 64:
         raise DomainError("请填写打款凭证号")
     withdrawal = _lock(withdrawal_id)
+    WITHDRAWAL_STATES.check(withdrawal.status, W.PAID)  # a paid or rejected one says so first
+    _check_not_owing(withdrawal)
     withdrawal.method, withdrawal.reference = "manual", reference
     _paid(withdrawal, at or now())
     return withdrawal
@@ -141,10 +166,37 @@ def start_transfer(withdrawal_id: int, at: datetime | None = None) -> Withdrawal
     bill number; the gateway call comes after the commit
     (``pay.jobs.create_transfer``), and the distributor then confirms it."""
     withdrawal = _lock(withdrawal_id)
-    withdrawal.status = WITHDRAWAL_STATES.check(withdrawal.status, W.TRANSFERRING)
+    new_status = WITHDRAWAL_STATES.check(withdrawal.status, W.TRANSFERRING)
+    _check_not_owing(withdrawal)
+    withdrawal.status = new_status
     withdrawal.method = "wechat_transfer"
     withdrawal.out_bill_no = f"W{withdrawal.id:09d}{secrets.token_hex(5).upper()}"
     return withdrawal
+
+
+def before_creating_transfer(out_bill_no: str, at: datetime | None = None) -> Withdrawal:
+    """Called by the job about to create the transfer bill at WeChat Pay:
+    if a claw-back since ``start_transfer`` left the distributor owing, the
+    bill is not created; the withdrawal fails and its money goes back to
+    the balance (where it makes the debt good), and the distributor is told
+    why. Any other withdrawal is returned as it is. Locks are taken only to
+    fail it, so none is held through the gateway call that follows."""
+    withdrawal = db.session.scalars(select(Withdrawal).where(Withdrawal.out_bill_no == out_bill_no)).one_or_none()
+    if withdrawal is None or _owing(balance_of(withdrawal.distributor_id)) is None:
+        return withdrawal
+    withdrawal = _lock(out_bill_no=out_bill_no)
+    if withdrawal.status != W.TRANSFERRING.value or withdrawal.package_info:
+        return withdrawal
+    if _owing(balance_for_update(withdrawal.distributor_id)):
+        log.warning("withdrawal %s: not transferred, the distributor owes a claw-back", withdrawal.id)
+        _release(withdrawal, W.FAILED, "退款扣回的佣金待抵扣，未转账", at or now())
+    return withdrawal
+
+
+def may_confirm(withdrawal: Withdrawal) -> bool:
+    """Whether the distributor may confirm (receive) a transfer now: not
+    while they owe a claw-back (the bill then waits, or lapses and fails)."""
+    return _owing(balance_of(withdrawal.distributor_id)) is None
 
 
 def transfer_created(out_bill_no: str, package_info: str) -> Withdrawal:

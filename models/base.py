@@ -2,14 +2,21 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import Annotated
 
-from sqlalchemy import DateTime
+from sqlalchemy import BigInteger, DateTime
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import mapped_column
 from sqlalchemy.types import TypeDecorator
 
 from app.extensions import Base, db
 
-__all__ = ["Base", "db", "UTCDateTime", "utcnow", "insert_ignoring_conflict"]
+__all__ = ["Base", "db", "Fen", "UTCDateTime", "utcnow", "insert_ignoring_conflict"]
+
+# Money: integer fen, 64-bit in the database. A 32-bit INTEGER ends at
+# ¥21,474,836.47 — one busy distributor's lifetime income, or one order of
+# 99 × ¥1,000,000 — and then PostgreSQL refuses the write (a 500).
+Fen = Annotated[int, mapped_column(BigInteger)]
 
 
 def utcnow() -> datetime:

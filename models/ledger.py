@@ -16,7 +16,7 @@ from datetime import datetime
 from sqlalchemy import CheckConstraint, ForeignKey, Index, SmallInteger, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from .base import Base, UTCDateTime, utcnow
+from .base import Base, Fen, UTCDateTime, utcnow
 from .distributor import Distributor
 from .states import StateMachine, check_in
 
@@ -59,9 +59,9 @@ class CommissionRow(Base):
     level: Mapped[int] = mapped_column(SmallInteger)
     kind: Mapped[str] = mapped_column(String(16), default=CommissionKind.COMMISSION.value)
     # What it was computed from, as it was: base × rate ÷ 10000, rounded down.
-    base_fen: Mapped[int]
+    base_fen: Mapped[Fen]
     rate_bp: Mapped[int]
-    amount_fen: Mapped[int]
+    amount_fen: Mapped[Fen]
     state: Mapped[str] = mapped_column(String(16), default=CommissionState.FROZEN.value)
     settle_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # set when the order completes
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -82,11 +82,11 @@ class Balance(Base):
     )
 
     distributor_id: Mapped[int] = mapped_column(ForeignKey("distributors.id"), primary_key=True)
-    frozen_fen: Mapped[int] = mapped_column(default=0)
-    withdrawable_fen: Mapped[int] = mapped_column(default=0)
-    reserved_fen: Mapped[int] = mapped_column(default=0)   # asked for, not yet paid
-    withdrawn_fen: Mapped[int] = mapped_column(default=0)
-    lifetime_fen: Mapped[int] = mapped_column(default=0)   # settled commission minus clawbacks
+    frozen_fen: Mapped[Fen] = mapped_column(default=0)
+    withdrawable_fen: Mapped[Fen] = mapped_column(default=0)
+    reserved_fen: Mapped[Fen] = mapped_column(default=0)   # asked for, not yet paid
+    withdrawn_fen: Mapped[Fen] = mapped_column(default=0)
+    lifetime_fen: Mapped[Fen] = mapped_column(default=0)   # settled commission minus clawbacks
 
 
 class WithdrawalStatus(str, enum.Enum):
@@ -116,8 +116,8 @@ class Withdrawal(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     distributor_id: Mapped[int] = mapped_column(ForeignKey("distributors.id"), index=True)
     request_key: Mapped[str] = mapped_column(String(64))  # the form's one-time key: a double tap is one request
-    amount_fen: Mapped[int]   # taken from the balance
-    fee_fen: Mapped[int]      # kept by the merchant; the distributor receives amount - fee
+    amount_fen: Mapped[Fen]   # taken from the balance
+    fee_fen: Mapped[Fen]      # kept by the merchant; the distributor receives amount - fee
     status: Mapped[str] = mapped_column(String(16), default=WithdrawalStatus.REQUESTED.value)
     method: Mapped[str | None] = mapped_column(String(16))
     out_bill_no: Mapped[str | None] = mapped_column(String(32), unique=True)

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import CheckConstraint, ForeignKey, Index, String, true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from .base import Base, UTCDateTime, utcnow
+from .base import Base, Fen, UTCDateTime, utcnow
 from .states import StateMachine, check_in
 
 
@@ -59,6 +59,8 @@ class Order(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     # Human-friendly, not guessable, not the primary key: the gateways' out_trade_no.
     order_no: Mapped[str] = mapped_column(String(32), unique=True)
+    # The checkout form's one-time key: a form submitted twice is one order.
+    checkout_key: Mapped[str | None] = mapped_column(String(64), unique=True)
     buyer_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     guest_mobile: Mapped[str | None] = mapped_column(String(11), index=True)
     # Where the sale counts, decided on the server (PRODUCT.md flow 7), and
@@ -67,8 +69,8 @@ class Order(Base):
     distributor_id: Mapped[int | None] = mapped_column(ForeignKey("distributors.id"))
     parent_distributor_id: Mapped[int | None] = mapped_column(ForeignKey("distributors.id"))
     status: Mapped[str] = mapped_column(String(16), default=OrderStatus.PENDING.value)
-    goods_fen: Mapped[int]
-    total_fen: Mapped[int]
+    goods_fen: Mapped[Fen]
+    total_fen: Mapped[Fen]
     receiver_name: Mapped[str] = mapped_column(String(32))
     receiver_mobile: Mapped[str] = mapped_column(String(11))
     receiver_address: Mapped[str] = mapped_column(String(200))
@@ -117,9 +119,9 @@ class OrderLine(Base):
     product_id: Mapped[int] = mapped_column(ForeignKey("products.id"))
     name: Mapped[str] = mapped_column(String(64))
     image: Mapped[str | None] = mapped_column(String(512))
-    unit_price_fen: Mapped[int]
+    unit_price_fen: Mapped[Fen]
     quantity: Mapped[int]
-    amount_fen: Mapped[int]
+    amount_fen: Mapped[Fen]
     level1_rate_bp: Mapped[int | None]
     level2_rate_bp: Mapped[int | None]
 

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .base import Base, UTCDateTime, utcnow
+from .base import Base, Fen, UTCDateTime, utcnow
 from .order import PayChannel
 from .states import check_in
 
@@ -37,7 +37,7 @@ class Payment(Base):
     duplicate: Mapped[bool] = mapped_column(default=False, server_default=false())
     channel: Mapped[str] = mapped_column(String(16))
     transaction_id: Mapped[str] = mapped_column(String(64))
-    amount_fen: Mapped[int]
+    amount_fen: Mapped[Fen]
     payer: Mapped[str | None] = mapped_column(String(64))
     raw: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     paid_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -103,7 +103,7 @@ class Refund(Base):
                                         server_default=RefundOrigin.MERCHANT.value)
     partial: Mapped[bool] = mapped_column(default=False, server_default=false())
     out_refund_no: Mapped[str] = mapped_column(String(64), unique=True)
-    amount_fen: Mapped[int]
+    amount_fen: Mapped[Fen]
     reason: Mapped[str] = mapped_column(String(80))
     status: Mapped[str] = mapped_column(String(16), default=RefundStatus.PENDING.value)
     # The order state before refunding; NULL when the refund does not move

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import JSON, CheckConstraint, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .base import Base, UTCDateTime, utcnow
+from .base import Base, Fen, UTCDateTime, utcnow
 
 
 class Product(Base):
@@ -19,13 +19,16 @@ class Product(Base):
                         name="level1_rate"),
         CheckConstraint("level2_rate_bp IS NULL OR (level2_rate_bp >= 0 AND level2_rate_bp <= 10000)",
                         name="level2_rate"),
+        # The merchant's cap ([distribution] max_total_rate_bp) is checked by
+        # handlers.catalogue; the database keeps the cap no setting can lift.
+        CheckConstraint("COALESCE(level1_rate_bp, 0) + COALESCE(level2_rate_bp, 0) <= 10000", name="total_rate"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(64))
     description: Mapped[str] = mapped_column(Text, default="")
     images: Mapped[list[Any]] = mapped_column(JSON, default=list)  # URLs, the first is the cover
-    price_fen: Mapped[int]
+    price_fen: Mapped[Fen]
     stock: Mapped[int] = mapped_column(default=0)
     on_sale: Mapped[bool] = mapped_column(default=True)
     # Per-product commission in basis points; None means the merchant default.

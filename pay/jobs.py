@@ -59,6 +59,8 @@ def create_transfer(out_bill_no: str) -> None:
     withdrawal = db.session.scalars(select(Withdrawal).where(Withdrawal.out_bill_no == out_bill_no)).one_or_none()
     if withdrawal is None or withdrawal.status != WithdrawalStatus.TRANSFERRING.value or withdrawal.package_info:
         return  # unknown, decided already, or created by an earlier run
+    if withdrawals.before_creating_transfer(out_bill_no).status != WithdrawalStatus.TRANSFERRING.value:
+        return  # a claw-back since: not transferred, the money is back in the balance
     distributor = db.session.get(Distributor, withdrawal.distributor_id)
     gateway = WeChatPayGateway.from_settings()
     try:

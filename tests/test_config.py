@@ -257,7 +257,8 @@ def test_good_values_are_accepted():
         app={"base_url": "https://shop.example.com/", "redis_url": "redis://127.0.0.1:6379/0",
              "database_url": "postgresql+psycopg://fenxiao@db/fenxiao"},
         wechat={"encoding_aes_key": GOOD_AES, "token": "Abc123", "sandbox": False},
-        distribution={"review": "threshold", "level1_rate_bp": 0, "level2_rate_bp": 10000},
+        distribution={"review": "threshold", "level1_rate_bp": 0, "level2_rate_bp": 10000,
+                      "max_total_rate_bp": 10000},
         queue={"max_retries": 0},
     ), {}, "test")
     assert settings["app"]["base_url"] == "https://shop.example.com"

@@ -124,7 +124,7 @@ def test_per_product_rates_win_over_the_default_and_are_snapshotted(app):
     order = paid_order(customer_of(d2), {special.id: 1, plain.id: 1})
     assert sorted(earned(d2)) == [(1, 1000, 500), (1, 1500, 298)]
     assert sorted(earned(top)) == [(2, 500, 250), (2, 600, 119)]
-    catalogue.update_product(special.id, level1_rate_bp=9000)
+    catalogue.update_product(special.id, level1_rate_bp=2400)
     outbox.commit()
     assert all(r.base_fen in (1990, 5000) for r in rows(order_id=order.id))
     assert sorted(earned(d2)) == [(1, 1000, 500), (1, 1500, 298)]

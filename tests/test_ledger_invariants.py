@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from app.extensions import redis_store
 from distribution_helpers import make_distributor, make_user
-from handlers import catalogue, commissions, orders, outbox, payments, referrals, withdrawals
+from handlers import catalogue, commissions, orders, outbox, payments, referrals, settings, withdrawals
 from handlers.clock import now
 from handlers.errors import DomainError
 from handlers.payments import GatewayTrade
@@ -60,7 +60,7 @@ def check_invariants(distributors, products) -> None:
     for order in db.session.scalars(select(Order)):
         posted = db.session.scalar(select(func.coalesce(func.sum(CommissionRow.amount_fen), 0)).where(
             CommissionRow.order_id == order.id, CommissionRow.kind == "commission"))
-        assert 0 <= posted <= order.goods_fen
+        assert 0 <= posted <= order.goods_fen * settings.section("distribution")["max_total_rate_bp"] // 10000
         amounts = {line.id: line.amount_fen for line in order.lines}
         for row in db.session.scalars(select(CommissionRow).where(CommissionRow.order_id == order.id)):
             assert row.base_fen == amounts[row.order_line_id]

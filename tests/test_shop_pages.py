@@ -98,9 +98,18 @@ def add(browser, base, product_id, qty="1", **extra) -> requests.Response:
                                                       **extra}, allow_redirects=False)
 
 
-def checkout(browser, base, **fields) -> requests.Response:
-    token = csrf(_any_form(browser, base))
-    return browser.post(f"{base}/h5/checkout", data={"csrf_token": token, **RECEIVER, **fields},
+def checkout_form(browser, base) -> dict[str, str]:
+    """The hidden fields of the checkout form as shown now (with an empty
+    cart there is none: any page's CSRF token and a key never used)."""
+    page = browser.get(f"{base}/h5/checkout", allow_redirects=False)
+    if page.status_code != 200:
+        return {"csrf_token": csrf(_any_form(browser, base)), "checkout_key": orders.new_checkout_key()}
+    return {"csrf_token": csrf(page.text),
+            "checkout_key": re.search(r'name="checkout_key" value="([^"]+)"', page.text).group(1)}
+
+
+def checkout(browser, base, form: dict[str, str] | None = None, **fields) -> requests.Response:
+    return browser.post(f"{base}/h5/checkout", data={**(form or checkout_form(browser, base)), **RECEIVER, **fields},
                         allow_redirects=False)
 
 
@@ -406,13 +415,13 @@ def test_concurrent_checkouts_of_the_last_items_never_oversell(browsers, base, c
     buyers = [browsers() for _ in range(6)]
     for i, b in enumerate(buyers):
         assert add(b, base, cloth.id, "1").status_code == 302
-    tokens = [csrf(_any_form(b, base)) for b in buyers]
+    forms = [checkout_form(b, base) for b in buyers]
     results: list[requests.Response] = [None] * len(buyers)
     start = threading.Barrier(len(buyers))
 
     def go(i: int) -> None:
         start.wait()
-        results[i] = buyers[i].post(f"{base}/h5/checkout", data={"csrf_token": tokens[i], **RECEIVER,
+        results[i] = buyers[i].post(f"{base}/h5/checkout", data={**forms[i], **RECEIVER,
                                                                  "mobile": f"1391234560{i}"},
                                     allow_redirects=False)
 
@@ -425,6 +434,98 @@ def test_concurrent_checkouts_of_the_last_items_never_oversell(browsers, base, c
     assert codes.count(302) == 2 and all(c == 409 for c in codes if c != 302), codes
     assert all("库存不足" in r.text for r in results if r.status_code == 409)
     assert order_count() == 2 and stock(cloth) == 0
+
+
+# -- one order per checkout, and a limit on unpaid ones ---------------------------
+
+def test_a_checkout_submitted_twice_makes_one_order(guest, person, base, catalogue_items):
+    """A double tap, or the browser's resubmit after a slow answer: the
+    same form is one order, and its stock is taken once."""
+    coffee = catalogue_items[1]
+    for browser in (guest, person("双击")):
+        assert add(browser, base, coffee.id, "2").status_code == 302
+        form = checkout_form(browser, base)
+        first = placed(checkout(browser, base, form))
+        again = checkout(browser, base, form)  # the cart is empty by now: the key still finds the order
+        assert again.status_code == 302 and again.headers["Location"] == first_location(first)
+        assert browser.get(f"{base}/h5/orders/{first.order_no}").status_code == 200
+    assert order_count() == 2 and stock(coffee) == 1
+
+
+def first_location(order: Order) -> str:
+    return f"/h5/orders/{order.order_no}/pay"
+
+
+def test_a_checkout_without_its_one_time_key_is_refused(guest, base, catalogue_items):
+    add(guest, base, catalogue_items[0].id, "1")
+    form = checkout_form(guest, base)
+    for key in ("", "short", "with spaces and more than sixteen", "键" * 20, "x" * 65):
+        res = checkout(guest, base, {**form, "checkout_key": key})
+        assert res.status_code == 400 and "页面已过期" in res.text, key
+    res = checkout(guest, base, {"csrf_token": form["csrf_token"]})
+    assert res.status_code == 400 and "页面已过期" in res.text
+    assert order_count() == 0 and stock(catalogue_items[0]) == 10
+    assert 'name="checkout_key" value="' in res.text  # the form shown again can be sent
+    placed(checkout(guest, base))
+
+
+@needs_row_locks
+def test_one_checkout_submitted_at_once_many_times_is_one_order(browsers, base, catalogue_items):
+    coffee = catalogue_items[1]
+    buyer = browsers()
+    add(buyer, base, coffee.id, "2")
+    form = checkout_form(buyer, base)
+    start, results = threading.Barrier(5), []
+
+    def go() -> None:
+        start.wait()
+        results.append(checkout(buyer, base, form))
+
+    threads = [threading.Thread(target=go) for _ in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [r.status_code for r in results] == [302] * 5, [r.text for r in results if r.status_code != 302]
+    assert len({r.headers["Location"] for r in results}) == 1
+    assert order_count() == 1 and stock(coffee) == 3
+
+
+def test_a_fourth_unpaid_order_is_refused(guest, person, base, catalogue_items):
+    gift = catalogue_items[0]
+    for browser in (guest, person("囤货")):
+        made = [buy(browser, base, gift) for _ in range(orders.MAX_UNPAID)]
+        add(browser, base, gift.id, "1")
+        res = checkout(browser, base)
+        assert res.status_code == 409 and "3 笔订单还未付款" in res.text and "自动取消" in res.text
+        token = csrf(browser.get(f"{base}/h5/orders/{made[0].order_no}").text)
+        browser.post(f"{base}/h5/orders/{made[0].order_no}/cancel", data={"csrf_token": token})
+        placed(checkout(browser, base))  # one cancelled: room for one more
+    assert order_count() == 8 and stock(gift) == 10 - 6
+
+
+@needs_row_locks
+def test_checkouts_at_once_never_pass_the_unpaid_limit(browsers, base, catalogue_items):
+    """Six tabs of one guest (one mobile number), each with its own form,
+    submitted at once: three orders, the others refused."""
+    gift = catalogue_items[0]
+    tabs = [browsers() for _ in range(6)]
+    for b in tabs:
+        add(b, base, gift.id, "1")
+    forms = [checkout_form(b, base) for b in tabs]
+    start, codes = threading.Barrier(len(tabs)), []
+
+    def go(i: int) -> None:
+        start.wait()
+        codes.append(checkout(tabs[i], base, forms[i]).status_code)
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(len(tabs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(codes) == [302] * 3 + [409] * 3, codes
+    assert order_count() == 3 and stock(gift) == 7
 
 
 # -- my orders --------------------------------------------------------------------
