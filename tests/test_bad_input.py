@@ -43,6 +43,15 @@ def test_a_product_id_that_is_not_plain_ascii_digits_within_integer_is_not_found
     assert "页面不存在" in res.text
 
 
+def test_no_route_takes_an_id_with_werkzeugs_int_converter(app):
+    """int: matches any script's digits and any size; ids are <id:…>."""
+    from werkzeug.routing import NumberConverter
+
+    loose = [rule.rule for rule in app.url_map.iter_rules()
+             if any(isinstance(c, NumberConverter) for c in rule._converters.values())]
+    assert not loose, f"use <id:…> for ids: {loose}"
+
+
 def test_the_largest_integer_id_is_an_ordinary_not_found_and_a_real_id_still_works(app, guest, base,
                                                                                    catalogue_items):
     assert guest.get(f"{base}/h5/p/2147483647").status_code == 404
