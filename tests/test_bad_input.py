@@ -45,7 +45,7 @@ def test_a_product_id_that_is_not_plain_ascii_digits_within_integer_is_not_found
 
 def test_no_route_takes_an_id_with_werkzeugs_int_converter(app):
     """int: matches any script's digits and any size; ids are <id:…>."""
-    from werkzeug.routing import NumberConverter
+    from werkzeug.routing.converters import NumberConverter
 
     loose = [rule.rule for rule in app.url_map.iter_rules()
              if any(isinstance(c, NumberConverter) for c in rule._converters.values())]
