@@ -50,5 +50,6 @@ def prepare() -> None:
     (safe to run any time, e.g. from cron)."""
     missing = units.units_missing_qr()
     for unit_id in missing:
-        outbox.enqueue("wxbot.unit_jobs.prepare_unit", unit_id, job_id=f"prepare-unit-{unit_id}")
+        outbox.after_commit("wxbot.unit_jobs.prepare_unit", unit_id, job_id=f"prepare-unit-{unit_id}")
+    outbox.commit()
     click.echo(f"{len(missing)} unit(s) queued")

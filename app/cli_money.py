@@ -59,7 +59,8 @@ def transfer(withdrawal_id: int) -> None:
     else:
         out_bill_no = run_handler(withdrawals.start_transfer, withdrawal_id).out_bill_no
     # The same out_bill_no is the same bill at WeChat Pay: asking again is safe.
-    outbox.enqueue("pay.jobs.create_transfer", out_bill_no, job_id=f"transfer-{out_bill_no}")
+    outbox.after_commit("pay.jobs.create_transfer", out_bill_no, job_id=f"transfer-{out_bill_no}")
+    outbox.commit()
     db.session.rollback()
     w = withdrawals.get(withdrawal_id)
     if w.package_info:

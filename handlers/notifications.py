@@ -4,7 +4,9 @@ template message for each event, exactly once.
 Each event has a key (``order:17:paid``); the row is inserted with ON
 CONFLICT DO NOTHING on that key, and the template message is queued only
 when the row is new, under the same key as its job id — so a retried
-payment, job or refund never notifies twice.
+payment, job or refund never notifies twice. The row also records when its
+message was sent (``sent_at``, checked under the row's lock before sending),
+so a job that runs twice sends once.
 
 Template keywords (set up the templates in the WeChat console with these):
 new_member: thing1 (member), time2 · new_order: character_string1 (order
@@ -34,16 +36,31 @@ def notify(user: User, kind: NotificationKind, event_key: str, title: str, body:
            template: dict[str, str], at: datetime | None = None) -> bool:
     at = at or now()
     url = settings.page_url(page) if page else None
-    created = db.session.scalars(insert_ignoring_conflict(Notification, {
+    notification_id = db.session.scalars(insert_ignoring_conflict(Notification, {
         "user_id": user.id, "kind": kind.value, "event_key": event_key[:96], "title": title[:64],
         "body": body[:500], "url": url, "created_at": at,
-    }, ["event_key"]).returning(Notification.id)).one_or_none() is not None
+    }, ["event_key"]).returning(Notification.id)).one_or_none()
     template_id = settings.section("templates")[kind.value]
-    if created and template_id:
+    if notification_id is not None and template_id:
         data = {**template, "time": at.astimezone(CHINA).strftime("%Y-%m-%d %H:%M")}
-        outbox.after_commit("wxbot.jobs.send_template", user.openid, template_id, data, url,
+        outbox.after_commit("wxbot.jobs.send_template", user.openid, template_id, data, url, notification_id,
                             job_id="template-" + event_key.replace(":", "-"))
-    return created
+    return notification_id is not None
+
+
+def claim_delivery(notification_id: int) -> bool:
+    """May this notification's WeChat message be sent now? Read under the
+    row's lock (PostgreSQL), so a second run of the same job waits for the
+    first and then finds it sent."""
+    sent_at = db.session.execute(select(Notification.sent_at).where(Notification.id == notification_id)
+                                 .with_for_update()).one_or_none()
+    return sent_at is not None and sent_at[0] is None
+
+
+def delivered(notification_id: int, at: datetime | None = None) -> None:
+    """The WeChat message went out: a re-run of its job sends nothing."""
+    db.session.execute(update(Notification).where(Notification.id == notification_id)
+                       .values(sent_at=at or now()).execution_options(synchronize_session=False))
 
 
 def new_member(distributor: Distributor, member: User, at: datetime | None = None) -> None:

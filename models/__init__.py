@@ -6,6 +6,7 @@ from .h5_session import H5Session  # noqa: F401  (a table of the H5 transport)
 from .ledger import (COMMISSION_STATES, WITHDRAWAL_STATES, Balance, CommissionKind, CommissionRow,
                      CommissionState, Withdrawal, WithdrawalStatus)
 from .notification import Notification, NotificationKind
+from .outbox import OutboxRow, OutboxState
 from .order import ORDER_STATES, Order, OrderLine, OrderStatus, PayChannel
 from .payment import NoticeVerdict, Payment, PaymentNotice, Refund, RefundOrigin, RefundStatus
 from .referral import ReferralTouch, TouchOutcome
@@ -26,6 +27,7 @@ __all__ = [
     "Payment", "PaymentNotice", "NoticeVerdict", "Refund", "RefundOrigin", "RefundStatus",
     "CommissionRow", "CommissionKind", "CommissionState", "COMMISSION_STATES", "Balance",
     "Withdrawal", "WithdrawalStatus", "WITHDRAWAL_STATES", "Notification", "NotificationKind",
+    "OutboxRow", "OutboxState",
     "SandboxUser", "SandboxQRCode", "SandboxMessage", "SandboxMedia", "SandboxMenu",
     "WxPush",
 ]

@@ -38,3 +38,6 @@ class Notification(Base):
     url: Mapped[str | None] = mapped_column(String(512))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     read_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The WeChat template message went out at: set under the row's lock
+    # before sending, so a job that runs twice sends once.
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -1,5 +1,5 @@
-"""Queued jobs of the order lifecycle: the timed moves (run at their time by
-RQ's scheduler) and the refund request to the gateway."""
+"""Queued jobs of the order lifecycle: the timed moves (outbox rows the relay
+hands to RQ when due) and the refund request to the gateway."""
 from __future__ import annotations
 
 from handlers import orders

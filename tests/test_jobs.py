@@ -1,15 +1,14 @@
-"""Outbound WeChat calls: queued after the commit that decided them, never
-after a rollback, retried when WeChat (or the network) fails for now, and
-given up when WeChat refuses for good."""
+"""Outbound WeChat calls: outbox rows delivered after the commit that decided
+them, never after a rollback, retried with backoff when WeChat (or the
+network) fails for now, kept as failed when out of retries, and given up
+(done, with the error noted) when WeChat refuses for good."""
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 
 import pytest
 from rq import SimpleWorker
-from rq.job import Job, JobStatus
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from app import create_app
 from app.config import build
@@ -17,7 +16,7 @@ from app.extensions import db, queue, redis_store
 from conftest import REDIS_URL, make_raw_config
 from handlers import outbox
 from handlers.clock import now
-from models import SandboxMedia, SandboxMessage, SandboxUser
+from models import OutboxRow, SandboxMedia, SandboxMessage, SandboxUser
 from wxbot import jobs as wx_jobs
 
 needs_redis = pytest.mark.skipif(not REDIS_URL, reason="set FENXIAO_TEST_REDIS_URL for a real RQ worker")
@@ -39,10 +38,6 @@ def delivered(openid: str, direction: str | None = None) -> list[SandboxMessage]
 def media_count() -> int:
     with db.engine.connect() as conn:
         return conn.execute(select(func.count()).select_from(SandboxMedia)).scalar_one()
-
-
-def job_status(job_id: str) -> JobStatus:
-    return Job.fetch(job_id, connection=redis_store.conn).get_status()
 
 
 @pytest.fixture
@@ -105,6 +100,11 @@ def test_plain_session_rollback_before_any_work_drops_the_outbound_call(app, san
 
 # --- a real queue and worker ----------------------------------------------------
 
+def the_row(key: str) -> OutboxRow:
+    db.session.rollback()  # see what the worker committed
+    return db.session.scalars(select(OutboxRow).where(OutboxRow.key == key).order_by(OutboxRow.id.desc())).first()
+
+
 @needs_redis
 def test_jobs_wait_in_redis_for_a_real_worker(app, sandbox_user, jobs, settings):
     person = sandbox_user()
@@ -112,11 +112,12 @@ def test_jobs_wait_in_redis_for_a_real_worker(app, sandbox_user, jobs, settings)
     outbox.commit()
     assert jobs.count() == 1
     assert delivered(person.openid) == []  # nothing runs inside the request
-    job = Job.fetch("queued-1", connection=redis_store.conn)
-    assert job.retries_left == settings["queue"]["max_retries"]
+    row = the_row("queued-1")
+    assert (row.state, row.attempts) == ("pending", 0) and row.enqueued_at is not None
     jobs.run()
     assert jobs.count() == 0
-    assert job_status("queued-1") == JobStatus.FINISHED
+    row = the_row("queued-1")
+    assert (row.state, row.attempts, row.last_error) == ("done", 1, None) and row.done_at is not None
     assert [m.body["content"] for m in delivered(person.openid, "custom")] == ["排队中的消息"]
 
 
@@ -127,6 +128,7 @@ def test_same_job_id_is_queued_once(app, sandbox_user, jobs):
         outbox.after_commit("wxbot.jobs.send_text", person.openid, "只发一次", job_id="once-1")
         outbox.commit()
     assert jobs.count() == 1
+    assert db.session.scalar(select(func.count()).select_from(OutboxRow)) == 1
     jobs.run()
     assert len(delivered(person.openid, "custom")) == 1
 
@@ -134,85 +136,141 @@ def test_same_job_id_is_queued_once(app, sandbox_user, jobs):
 # --- retries --------------------------------------------------------------------
 
 @pytest.fixture
-def unreachable_wechat(tmp_path):
-    """The product configured with a WeChat that does not answer (a closed
-    port), three retries, and a queue of its own on the test Redis."""
-    raw = make_raw_config("http://127.0.0.1:5999", f"sqlite:///{tmp_path / 'other.sqlite'}",
-                          wechat={"api_base": "http://127.0.0.1:1/cgi", "open_base": "http://127.0.0.1:1/open"},
-                          queue={"max_retries": 3, "name": f"fenxiao-test-{uuid.uuid4().hex[:8]}"})
+def unreachable_wechat(settings):
+    """A second instance of the product on the same database and Redis whose
+    WeChat does not answer (a closed port), with three retries."""
+    raw = {section: dict(values) for section, values in settings.items()}
+    raw["wechat"].update(api_base="http://127.0.0.1:1/cgi", open_base="http://127.0.0.1:1/open")
+    raw["queue"]["max_retries"] = 3
     other = create_app(build(raw, {}, "test"))
-    with other.app_context():
+    try:
         yield other
-        q = queue.queue
-        for registry in (q.scheduled_job_registry, q.failed_job_registry, q.finished_job_registry):
-            for job_id in registry.get_job_ids():
-                registry.remove(job_id, delete_job=True)
-        q.delete(delete_jobs=True)
+    finally:
+        with other.app_context():
+            db.session.remove()
+            db.engine.dispose()
+            redis_store.conn.close()
+
+
+def deliver(product) -> None:
+    """What the worker (or, without Redis, the relay inline) does, for ``product``."""
+    with product.app_context():
+        outbox.relay()
+        if queue.queue.is_async:
+            SimpleWorker([queue.queue], connection=redis_store.conn).work(burst=True)
         db.session.remove()
-        db.engine.dispose()
-        redis_store.conn.close()
 
 
-def test_transient_failure_is_retried_per_max_retries(unreachable_wechat):
-    outbox.after_commit("wxbot.jobs.send_template", "o" + "x" * 27, TEMPLATE["template_id"], TEMPLATE["data"],
-                        job_id="flaky-1")
-    outbox.commit()
-    job = Job.fetch("flaky-1", connection=redis_store.conn)
-    # [queue] max_retries = 3: three more attempts, spaced out.
-    assert job.retries_left is not None
-    if queue.queue.is_async:
-        assert job.retries_left == 3
-        assert job.retry_intervals == [10, 60, 300]
-        SimpleWorker([queue.queue], connection=redis_store.conn).work(burst=True)
-        job.refresh()
-        assert job.get_status() == JobStatus.SCHEDULED
-        assert job.retries_left == 2
-        assert "flaky-1" in queue.queue.scheduled_job_registry.get_job_ids()
-    else:  # try-out: ran inline once, failed, kept for inspection
-        assert job.get_status() == JobStatus.FAILED
+def make_due(key: str) -> None:
+    db.session.execute(update(OutboxRow).where(OutboxRow.key == key).values(due_at=now() - timedelta(seconds=1)))
+    db.session.commit()
 
 
-def test_no_retries_when_max_retries_is_zero(tmp_path):
-    raw = make_raw_config("http://127.0.0.1:5999", f"sqlite:///{tmp_path / 'z.sqlite'}",
-                          queue={"max_retries": 0})
+def test_transient_failure_is_retried_with_backoff_then_kept_as_failed(app, unreachable_wechat, sandbox_user):
+    person = sandbox_user()
+    with unreachable_wechat.app_context():
+        outbox.after_commit("wxbot.jobs.send_template", person.openid, TEMPLATE["template_id"], TEMPLATE["data"],
+                            job_id="flaky-1")
+        outbox.commit()
+        db.session.remove()
+    deliver(unreachable_wechat)
+    row = the_row("flaky-1")
+    assert (row.state, row.attempts) == ("pending", 1)
+    assert "ConnectionError" in row.last_error
+    assert timedelta(seconds=5) < row.due_at - now() <= timedelta(seconds=10)  # the first backoff
+    deliver(unreachable_wechat)  # not due yet: nothing runs
+    assert the_row("flaky-1").attempts == 1
+    for attempt, backoff in [(2, 60), (3, 300)]:
+        make_due("flaky-1")
+        deliver(unreachable_wechat)
+        row = the_row("flaky-1")
+        assert (row.state, row.attempts) == ("pending", attempt)
+        assert timedelta(seconds=backoff - 30) < row.due_at - now() <= timedelta(seconds=backoff)
+    make_due("flaky-1")
+    deliver(unreachable_wechat)
+    row = the_row("flaky-1")
+    assert (row.state, row.attempts) == ("failed", 4)  # [queue] max_retries = 3: four attempts in all
+    # Failed rows stay visible and can be run again (here by the product whose WeChat answers).
+    listed = app.test_cli_runner().invoke(args=["outbox", "list", "--failed"])
+    assert listed.exit_code == 0 and f"{row.id}\tfailed\twxbot.jobs.send_template\tattempts=4" in listed.output
+    assert "ConnectionError" in listed.output
+    deliver(unreachable_wechat)
+    assert the_row("flaky-1").state == "failed"  # nobody retries a failed row by itself
+    again = app.test_cli_runner().invoke(args=["outbox", "retry", str(row.id)])
+    assert again.exit_code == 0 and "1 row(s) queued again" in again.output
+    deliver(app)
+    assert the_row("flaky-1").state == "done"
+    assert len(delivered(person.openid, "template")) == 1
+
+
+def test_retry_all_failed_and_bad_input(app, sandbox_user):
+    person = sandbox_user()
+    for n in range(2):
+        db.session.add(OutboxRow(task="wxbot.jobs.send_text", args=[person.openid, f"第{n}条"], key=f"f-{n}",
+                                 due_at=now(), state="failed", attempts=3, last_error="ConnectionError: down"))
+    db.session.commit()
+    cli = app.test_cli_runner()
+    assert cli.invoke(args=["outbox", "retry"]).exit_code == 2  # neither an id nor --all-failed
+    assert cli.invoke(args=["outbox", "retry", "1", "--all-failed"]).exit_code == 2
+    assert cli.invoke(args=["outbox", "retry", "abc"]).exit_code == 2
+    assert cli.invoke(args=["outbox", "retry", "-5"]).exit_code == 2
+    unknown = cli.invoke(args=["outbox", "retry", "999999999"])
+    assert unknown.exit_code == 1 and "no such row" in unknown.output and "Traceback" not in unknown.output
+    done = cli.invoke(args=["outbox", "retry", "--all-failed"])
+    assert done.exit_code == 0 and "2 row(s) queued again" in done.output
+    deliver(app)
+    assert sorted(m.body["content"] for m in delivered(person.openid, "custom")) == ["第0条", "第1条"]
+    assert "0 row(s)" in cli.invoke(args=["outbox", "list"]).output
+
+
+def test_no_retries_when_max_retries_is_zero(app, settings, sandbox_user):
+    raw = {section: dict(values) for section, values in settings.items()}
+    raw["wechat"]["api_base"] = "http://127.0.0.1:1/cgi"
+    raw["queue"]["max_retries"] = 0
     other = create_app(build(raw, {}, "test"))
-    with other.app_context():
-        try:
-            assert queue.retry() is None
-        finally:
+    try:
+        with other.app_context():
+            outbox.after_commit("wxbot.jobs.send_text", sandbox_user().openid, "一次", job_id="zero-1")
+            outbox.commit()
+            db.session.remove()
+        deliver(other)
+        assert (the_row("zero-1").state, the_row("zero-1").attempts) == ("failed", 1)
+    finally:
+        with other.app_context():
+            db.session.remove()
             db.engine.dispose()
             redis_store.conn.close()
 
 
 # --- permanent refusals -----------------------------------------------------------
 
-def run_job(job_id: str, name: str, *args, jobs) -> JobStatus:
+def run_job(job_id: str, name: str, *args, jobs) -> OutboxRow:
     outbox.after_commit(name, *args, job_id=job_id)
     outbox.commit()
     jobs.run()
-    return job_status(job_id)
+    return the_row(job_id)
 
 
 def test_window_closed_is_not_retried(app, out_of_window, jobs):
     person = out_of_window()
-    status = run_job("closed-1", "wxbot.jobs.send_text", person.openid, "窗口外", jobs=jobs)
-    assert status == JobStatus.FINISHED  # given up, not failed or scheduled for a retry
+    row = run_job("closed-1", "wxbot.jobs.send_text", person.openid, "窗口外", jobs=jobs)
+    assert row.state == "done"  # given up, not failed or waiting for a retry
+    assert "45015" in row.last_error
     assert delivered(person.openid) == []
     assert jobs.count() == 0
 
 
 def test_not_subscribed_is_not_retried(app, sandbox_user, jobs):
     person = sandbox_user(subscribed=False)
-    status = run_job("unsub-1", "wxbot.jobs.send_template", person.openid, TEMPLATE["template_id"],
-                     TEMPLATE["data"], jobs=jobs)
-    assert status == JobStatus.FINISHED
+    row = run_job("unsub-1", "wxbot.jobs.send_template", person.openid, TEMPLATE["template_id"],
+                  TEMPLATE["data"], jobs=jobs)
+    assert (row.state, row.attempts) == ("done", 1)
     assert delivered(person.openid) == []
 
 
 def test_unknown_openid_is_not_retried(app, jobs):
-    status = run_job("nobody-1", "wxbot.jobs.send_text", "o" + "n" * 27, "给不存在的人", jobs=jobs)
-    assert status == JobStatus.FINISHED
-    assert len(queue.queue.failed_job_registry) == 0
+    row = run_job("nobody-1", "wxbot.jobs.send_text", "o" + "n" * 27, "给不存在的人", jobs=jobs)
+    assert (row.state, row.attempts) == ("done", 1) and "40003" in row.last_error
 
 
 def test_outside_the_window_the_template_is_sent_instead(app, out_of_window, jobs):
@@ -220,6 +278,7 @@ def test_outside_the_window_the_template_is_sent_instead(app, out_of_window, job
     outbox.after_commit("wxbot.jobs.send_text", person.openid, "你的订单已付款", TEMPLATE)
     outbox.commit()
     jobs.run()
+    jobs.run()  # the fallback is a row of its own, queued by the first job's commit
     assert delivered(person.openid, "custom") == []
     sent = delivered(person.openid, "template")
     assert len(sent) == 1

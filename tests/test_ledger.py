@@ -171,16 +171,14 @@ def test_frozen_until_completed_plus_freeze_days_then_withdrawable(app, settings
 
 
 def test_settlement_is_scheduled_as_a_delayed_job(app, settings):
-    from rq.registry import ScheduledJobRegistry
-
-    from app.extensions import queue
+    from models import OutboxRow
 
     d = make_distributor()
     order = paid_order(customer_of(d), {product().id: 1})
     complete(order, now())
-    if not queue.queue.is_async:
-        pytest.skip("in-process fallback: no scheduler; `flask … commissions sweep` settles")
-    assert f"settle-{order.id}" in ScheduledJobRegistry(queue=queue.queue).get_job_ids()
+    row = db.session.scalars(select(OutboxRow).where(OutboxRow.key == f"settle-{order.id}")).one()
+    assert (row.task, row.args, row.state) == ("pay.jobs.settle_order", [order.id], "pending")
+    assert row.due_at > now()  # waits in the database, not in Redis, until the freeze window ends
 
 
 def test_a_refund_before_settlement_reverses(app):

@@ -1,8 +1,9 @@
-"""Background jobs: every outbound WeChat call runs here, on RQ, with retries.
+"""Background jobs: every outbound WeChat call runs here, from an outbox row.
 
-A job is a transport like the webhook: it calls WeChat, hands the result to a
-handler and commits once. Raising makes RQ retry it later (``[queue]
-max_retries``); errors that a retry cannot fix are logged and swallowed.
+A job is a transport like the webhook: it calls WeChat and hands the result
+to a handler; the outbox runner commits once, with the row marked done.
+Raising makes the row retry later with backoff (``[queue] max_retries``);
+errors that a retry cannot fix are logged, noted on the row and swallowed.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 from wechatpy.exceptions import WeChatClientException
 
 from app.extensions import redis_store
-from handlers import outbox, users
+from handlers import notifications, outbox, users
 
 from .client import wechat_client
 
@@ -33,6 +34,7 @@ job = outbox.job
 def _permanent(exc: WeChatClientException, what: str) -> bool:
     if exc.errcode in PERMANENT:
         log.warning("%s refused by WeChat for good: %s %s", what, exc.errcode, exc.errmsg)
+        outbox.note_error(f"refused for good: {exc.errcode} {exc.errmsg}")
         return True
     return False
 
@@ -64,7 +66,7 @@ def send_text(openid: str, text: str, fallback_template: dict | None = None) -> 
         wechat_client().message.send_text(openid, text)
     except WeChatClientException as exc:
         if exc.errcode == OUT_OF_WINDOW and fallback_template:
-            outbox.enqueue("wxbot.jobs.send_template", openid, *fallback_template_args(fallback_template))
+            outbox.after_commit("wxbot.jobs.send_template", openid, *fallback_template_args(fallback_template))
             return
         if not _permanent(exc, f"text to {openid}"):
             raise
@@ -85,13 +87,22 @@ def send_image(openid: str, media_key: str, path: str) -> None:
 
 
 @job
-def send_template(openid: str, template_id: str, data: dict, url: str | None = None) -> None:
+def send_template(openid: str, template_id: str, data: dict, url: str | None = None,
+                  notification_id: int | None = None) -> None:
+    """A template message; for a notification, once: its row records the
+    sending, checked under the row's lock first."""
+    if notification_id is not None and not notifications.claim_delivery(notification_id):
+        log.info("notification %s: template already sent (or the notification is gone)", notification_id)
+        return
     values = {k: (v if isinstance(v, dict) else {"value": v}) for k, v in data.items()}
     try:
         wechat_client().message.send_template(openid, template_id, values, url=url)
     except WeChatClientException as exc:
         if not _permanent(exc, f"template {template_id} to {openid}"):
             raise
+        return
+    if notification_id is not None:
+        notifications.delivered(notification_id)
 
 
 def cached_media_id(media_key: str) -> str | None:

@@ -27,7 +27,7 @@ def poster_media_id(unit: Unit) -> str | None:
 
 
 def make_qr_and_poster(unit_id: int) -> None:
-    """Make the unit's QR code, then its poster. Raising lets RQ retry;
+    """Make the unit's QR code, then its poster. Raising retries the outbox row;
     ``flask --app wsgi units prepare`` re-queues any unit still missing one."""
     unit = units.get_unit(unit_id)
     if unit.is_merchant:
