@@ -7,6 +7,21 @@ must match to the fen, and a payment is recorded exactly once (a unique
 gateway transaction id inserted in the transaction that marks the order
 paid). Outbound gateway calls go through the ``Gateway`` interface the
 caller passes in.
+
+No money is kept that the order cannot keep (issue 9, item 5):
+- an order keeps one payment; a second one (the other channel, another
+  transaction) is a ``duplicate`` row refunded by an automatic refund of its
+  own, and once an order is paid the other channel's trade is closed;
+- a payment for a cancelled order revives it only if its stock can be had
+  again; otherwise it is refunded automatically and the order stays
+  cancelled (``Order.holds_stock`` says whether stock is to be given back);
+- REFUND.ABNORMAL leaves the refund open (``abnormal``) and tells the
+  merchant; a later success or failure finishes it;
+- a refund made at the gateway (WeChat Pay's console, Alipay's) is recorded
+  once; when the payment's refunds add up to all of it the order is refunded
+  and its commission reversed or clawed back; a partial one is only
+  recorded and listed (``flask --app wsgi refunds list``): which goods and
+  how much commission it covers is the merchant's call, not a guess of ours.
 """
 from __future__ import annotations
 
