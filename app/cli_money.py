@@ -26,7 +26,7 @@ def list_waiting() -> None:
     for w in waiting:
         d = db.session.get(Distributor, w.distributor_id)
         row(w.id, w.status, f"¥{yuan(w.amount_fen)}", f"fee ¥{yuan(w.fee_fen)}", f"pay ¥{yuan(w.net_fen)}",
-            d.real_name, d.mobile, d.user.openid)
+            d.real_name, d.mobile, d.user.openid, *([f"owes ¥{yuan(owed)} (claw-back)"] if owed else []))
 
 
 @withdrawals_cli.command("pay")

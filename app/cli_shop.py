@@ -20,7 +20,7 @@ def _yuan(fen: int) -> str:
 @products_cli.command("list")
 def list_products() -> None:
     for p in catalogue.all_products():
-        rates = f"{p.level1_rate_bp}/{p.level2_rate_bp}bp" if p.level1_rate_bp is not None else "default rates"
+        rates = "/".join("default" if r is None else str(r) for r in (p.level1_rate_bp, p.level2_rate_bp)) + " bp"
         row(p.id, "on sale" if p.on_sale else "off sale", f"¥{_yuan(p.price_fen)}", f"stock {p.stock}", rates, p.name)
 
 

@@ -86,6 +86,7 @@ def test_a_withdrawal_is_not_paid_by_hand_while_a_clawback_is_owed(owing):
 
 def test_the_merchants_pay_command_says_why(owing, app):
     d, w = owing
+    assert "owes ¥100.00 (claw-back)" in cli(app, "withdrawals", "list").output
     result = cli(app, "withdrawals", "pay", str(w.id), "--reference", "网银 0001")
     assert result.exit_code != 0 and "待抵扣" in result.output
     assert fresh(w.id).status == "requested" and balance(d) == (-10000, 10000, 0)

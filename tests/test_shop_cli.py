@@ -20,7 +20,7 @@ def test_products_add_list_update_and_refuse_bad_values(app):
     product = db.session.scalars(select(Product)).one()
     assert (product.price_fen, product.stock, product.level1_rate_bp, product.level2_rate_bp) == (16800, 5, 1500, None)
     listing = run(app, "products", "list").output
-    assert "¥168.00" in listing and "stock 5" in listing and "山茶花礼盒" in listing
+    assert "¥168.00" in listing and "stock 5" in listing and "山茶花礼盒" in listing and "1500/default bp" in listing
     assert run(app, "products", "update", str(product.id), "--stock", "9", "--off-sale").exit_code == 0
     db.session.refresh(product)
     assert (product.stock, product.on_sale) == (9, False)
