@@ -25,6 +25,7 @@ def list_waiting() -> None:
         click.echo("no withdrawals waiting")
     for w in waiting:
         d = db.session.get(Distributor, w.distributor_id)
+        owed = -min(commissions.balance_of(d.id).withdrawable_fen, 0)  # a claw-back: nothing is paid until made good
         row(w.id, w.status, f"¥{yuan(w.amount_fen)}", f"fee ¥{yuan(w.fee_fen)}", f"pay ¥{yuan(w.net_fen)}",
             d.real_name, d.mobile, d.user.openid, *([f"owes ¥{yuan(owed)} (claw-back)"] if owed else []))
 
