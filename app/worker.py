@@ -92,7 +92,11 @@ def serve(app: Flask, burst: bool = False, relay: bool = True) -> None:
     stop.install()
     if burst:
         with app.app_context():
-            outbox.relay()  # one pass, then drain what is queued
+            try:
+                outbox.relay()  # one pass, then drain what is queued
+            except Exception as exc:  # noqa: BLE001 - the worker below says what is wrong
+                log.error("relay: %s: %s", type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+                db.session.rollback()
     else:
         threading.Thread(target=relay_loop, args=(app, stop), name="outbox-relay", daemon=True).start()
     backoff = 1.0

@@ -208,7 +208,16 @@ def purge(at: datetime | None = None, keep: timedelta = KEEP_DONE) -> int:
 
 def run(row_id: int) -> str:
     """The RQ job: run one outbox row in one transaction. Never raises for
-    the task's own error (the row keeps it and is retried with backoff)."""
+    the task's own error (the row keeps it and is retried with backoff); a
+    database outage raises, and the row is handed over again after its lease."""
+    try:
+        return _run(row_id)
+    except Exception:
+        db.session.rollback()  # the worker's session serves the next job too
+        raise
+
+
+def _run(row_id: int) -> str:
     session = db.session
     row = session.scalars(select(OutboxRow).where(OutboxRow.id == row_id)
                           .with_for_update(skip_locked=True)).one_or_none()
