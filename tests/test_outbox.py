@@ -198,6 +198,23 @@ def test_a_long_backlog_is_not_queued_twice(app, sandbox_user, jobs):
     assert len(delivered(person.openid, "custom")) == 1
 
 
+@needs_redis
+def test_a_job_abandoned_by_a_dead_worker_runs_again_after_the_lease(app, sandbox_user, jobs):
+    from rq.job import Job, JobStatus
+
+    person = sandbox_user()
+    outbox.after_commit("wxbot.jobs.send_text", person.openid, "换个工人", job_id="orphan-1")
+    outbox.commit()
+    # A worker took the job off the queue and was killed before finishing it.
+    job_id = redis_store.conn.lpop(queue.queue.key).decode()
+    Job.fetch(job_id, connection=redis_store.conn).set_status(JobStatus.STARTED)
+    assert jobs.count() == 0
+    assert outbox.relay(at=now() + outbox.LEASE + timedelta(seconds=1)) == 1
+    jobs.run()
+    assert [m.body["content"] for m in delivered(person.openid, "custom")] == ["换个工人"]
+    assert the_row("orphan-1").state == "done"
+
+
 def test_a_rolled_back_decision_leaves_no_row(app, sandbox_user, jobs):
     person = sandbox_user()
     outbox.after_commit("wxbot.jobs.send_text", person.openid, "撤销", job_id="gone-1")
@@ -361,3 +378,16 @@ def test_several_worker_processes_drain_the_queue(app, settings, sandbox_user, s
     assert done.returncode == 0, done.stdout + done.stderr
     assert sorted(m.body["content"] for m in delivered(person.openid, "custom")) == [f"第{n}条" for n in range(6)]
     assert all(the_row(f"pool-{n}").state == "done" for n in range(6))
+
+
+@pytest.mark.slow
+def test_a_burst_worker_without_redis_says_so(app, settings, tmp_path, repo_root):
+    raw = {section: dict(values) for section, values in settings.items()}
+    raw["app"]["redis_url"] = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    config = write_toml(tmp_path / "c.toml", raw)
+    done = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "worker", "--burst"], cwd=repo_root,
+                          env={"FENXIAO_CONFIG": str(config), "PATH": "/usr/bin:/bin"}, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 1
+    assert "Redis unreachable" in done.stderr
+    assert "Traceback" not in done.stderr
