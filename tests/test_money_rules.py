@@ -262,9 +262,11 @@ def test_a_ten_yuan_item_never_pays_more_than_the_cap(app, live):
     d2 = make_distributor("二级", referrer=top)
     buyer = customer_of(d2)
     p = product(1000, l1=2000, l2=1000)  # 30 %: within the default cap
+    buyer_id, product_id = buyer.id, p.id
+    db.session.close()
     other = other_app(live, level1_rate_bp=1000, level2_rate_bp=500, max_total_rate_bp=2500)
     with other.app_context():
-        order = paid_order(db.session.get(type(buyer), buyer.id), {p.id: 1})
+        order = paid_order(db.session.get(type(buyer), buyer_id), {product_id: 1})
         posted = db.session.scalars(select(CommissionRow).where(CommissionRow.order_id == order.id)
                                     .order_by(CommissionRow.level)).all()
         assert [(r.level, r.rate_bp, r.amount_fen) for r in posted] == [(1, 2000, 200), (2, 500, 50)]
