@@ -13,7 +13,7 @@ from sqlalchemy import func, select, update
 from app import create_app
 from app.config import build
 from app.extensions import db, queue, redis_store
-from conftest import REDIS_URL, make_raw_config
+from conftest import REDIS_URL
 from handlers import outbox
 from handlers.clock import now
 from models import OutboxRow, SandboxMedia, SandboxMessage, SandboxUser
