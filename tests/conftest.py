@@ -6,6 +6,7 @@ talks to is part of it."""
 from __future__ import annotations
 
 import base64
+from contextlib import contextmanager
 import os
 import secrets
 import socket
@@ -206,3 +207,39 @@ def person(sandbox_user, base):
     yield make
     for b in opened:
         b.close()
+
+
+# Tests that need a real server say so; CI (.ci/run) sets both URLs, so none is skipped there.
+needs_postgres = pytest.mark.skipif(not DB_URL, reason="concurrency is tested on PostgreSQL "
+                                    "(FENXIAO_TEST_DATABASE_URL): SQLite takes no row locks")
+needs_redis = pytest.mark.skipif(not REDIS_URL, reason="set FENXIAO_TEST_REDIS_URL for a real Redis and RQ worker")
+
+
+@contextmanager
+def second_product(settings, **sections):
+    """Another instance of the product on the same database, with some
+    settings changed: ``second_product(settings, wechat={"api_base": …})``."""
+    raw = {section: dict(values) for section, values in settings.items()}
+    for section, values in sections.items():
+        raw[section].update(values)
+    other = create_app(build(raw, {}, "tests"))
+    try:
+        yield other
+    finally:
+        with other.app_context():
+            db.session.remove()
+            db.engine.dispose()
+            redis_store.conn.close()
+
+
+def deliver(product) -> None:
+    """What the worker (or, without Redis, the relay inline) does, for ``product``."""
+    from rq import SimpleWorker
+
+    from handlers import outbox
+
+    with product.app_context():
+        outbox.relay()
+        if queue.queue.is_async:
+            SimpleWorker([queue.queue], connection=redis_store.conn).work(burst=True)
+        db.session.remove()

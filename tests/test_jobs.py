@@ -7,19 +7,17 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from rq import SimpleWorker
 from sqlalchemy import func, select, update
 
 from app import create_app
 from app.config import build
-from app.extensions import db, queue, redis_store
-from conftest import REDIS_URL
+from app.extensions import db, redis_store
+from conftest import deliver, needs_redis, second_product
 from handlers import outbox
 from handlers.clock import now
 from models import OutboxRow, SandboxMedia, SandboxMessage, SandboxUser
 from wxbot import jobs as wx_jobs
 
-needs_redis = pytest.mark.skipif(not REDIS_URL, reason="set FENXIAO_TEST_REDIS_URL for a real RQ worker")
 TEMPLATE = {"template_id": "ORDER_PAID_1", "data": {"first": "订单已付款", "amount": "¥12.00"},
             "url": "https://shop.example.com/h5/orders/1"}
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
@@ -139,26 +137,10 @@ def test_same_job_id_is_queued_once(app, sandbox_user, jobs):
 def unreachable_wechat(settings):
     """A second instance of the product on the same database and Redis whose
     WeChat does not answer (a closed port), with three retries."""
-    raw = {section: dict(values) for section, values in settings.items()}
-    raw["wechat"].update(api_base="http://127.0.0.1:1/cgi", open_base="http://127.0.0.1:1/open")
-    raw["queue"]["max_retries"] = 3
-    other = create_app(build(raw, {}, "test"))
-    try:
+    with second_product(settings, wechat={"api_base": "http://127.0.0.1:1/cgi",
+                                          "open_base": "http://127.0.0.1:1/open"},
+                        queue={"max_retries": 3}) as other:
         yield other
-    finally:
-        with other.app_context():
-            db.session.remove()
-            db.engine.dispose()
-            redis_store.conn.close()
-
-
-def deliver(product) -> None:
-    """What the worker (or, without Redis, the relay inline) does, for ``product``."""
-    with product.app_context():
-        outbox.relay()
-        if queue.queue.is_async:
-            SimpleWorker([queue.queue], connection=redis_store.conn).work(burst=True)
-        db.session.remove()
 
 
 def make_due(key: str) -> None:

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
-from conftest import DB_URL, make_raw_config
+from conftest import make_raw_config, needs_postgres
 from distribution_helpers import make_distributor
 from handlers import catalogue, commissions, orders, outbox, withdrawals
 from handlers.errors import Conflict, DomainError
@@ -20,8 +20,6 @@ from models import Balance, CommissionRow, Distributor, OrderLine, Product, With
 from sandbox import wechatpay as sandbox_wx
 from test_ledger import RECEIVER, T0, complete, customer_of, paid_order, product, refund
 
-needs_row_locks = pytest.mark.skipif(not DB_URL, reason="concurrency is tested on PostgreSQL "
-                                     "(FENXIAO_TEST_DATABASE_URL)")
 
 
 def balance(d: Distributor) -> tuple[int, int, int]:
@@ -151,7 +149,7 @@ def test_the_confirm_page_refuses_while_a_clawback_is_owed(app, sandbox_user, ba
         assert page.status_code == 409 and "待抵扣" in page.text and 'id="confirm"' not in page.text
 
 
-@needs_row_locks
+@needs_postgres
 def test_paying_and_a_clawback_at_once_never_pay_into_a_debt(app, live, sandbox_user):
     """The merchant pays while the refund lands: either the payment came
     first (then the claw-back leaves a debt on a paid withdrawal), or the

@@ -9,26 +9,21 @@ import subprocess
 import sys
 import threading
 import time
-from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from rq import SimpleWorker
 from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session
 
-from app import create_app
-from app.config import build
 from app.extensions import db, queue, redis_store
-from conftest import DB_URL, REDIS_URL, free_port
+from conftest import deliver, free_port, needs_postgres, needs_redis, second_product
 from handlers import notifications, outbox, users
 from handlers.clock import now
 from models import Notification, NotificationKind, OutboxRow, SandboxMessage, User
 from test_config import write_toml
 from wxbot import jobs as wx_jobs
 
-needs_redis = pytest.mark.skipif(not REDIS_URL, reason="set FENXIAO_TEST_REDIS_URL for a real Redis and RQ worker")
 REDIS_SERVER = shutil.which("redis-server")
 needs_redis_server = pytest.mark.skipif(not REDIS_SERVER, reason="needs the redis-server binary to stop and restart")
 
@@ -100,30 +95,6 @@ def spare_redis():
     server.stop()
 
 
-@contextmanager
-def other_product(settings, **app_overrides):
-    """A second instance of the product on the same database, with other
-    ``[app]`` settings (e.g. a Redis of its own)."""
-    raw = {section: dict(values) for section, values in settings.items()}
-    raw["app"].update(app_overrides)
-    other = create_app(build(raw, {}, "tests"))
-    try:
-        yield other
-    finally:
-        with other.app_context():
-            db.session.remove()
-            db.engine.dispose()
-            redis_store.conn.close()
-
-
-def drain(product) -> None:
-    with product.app_context():
-        outbox.relay()
-        if queue.queue.is_async:
-            SimpleWorker([queue.queue], connection=redis_store.conn).work(burst=True)
-        db.session.remove()
-
-
 # --- Redis dies after the commit ------------------------------------------------------------
 
 @needs_redis_server
@@ -140,7 +111,7 @@ def test_redis_dying_after_the_commit_loses_nothing(app, wechat, spare_redis, se
             killed.append(True)
             spare_redis.stop()
 
-    with other_product(settings, redis_url=spare_redis.url) as other:
+    with second_product(settings, app={"redis_url": spare_redis.url}) as other:
         event.listen(Session, "after_commit", kill_redis_after_the_commit, insert=True)
         try:
             params, body = wechat.signed_request(wechat.subscribe(person.openid))
@@ -159,7 +130,7 @@ def test_redis_dying_after_the_commit_loses_nothing(app, wechat, spare_redis, se
             with pytest.raises(Exception):
                 outbox.relay()  # Redis still down: the relay says so and keeps the rows
         spare_redis.start()  # back, and empty
-        drain(other)
+        deliver(other)
     row = the_row(f"profile-{person.openid}")
     assert (row.state, row.attempts) == ("done", 1)
     assert db.session.scalar(select(User).where(User.openid == person.openid)).profile_checked_at is not None
@@ -283,7 +254,7 @@ def test_a_notification_job_running_twice_sends_one_message(app, sandbox_user, j
     assert db.session.scalar(select(Notification.sent_at).where(Notification.id == row.args[-1])) is not None
 
 
-@pytest.mark.skipif(not DB_URL, reason="SQLite has no row locks (the try-out runs jobs inline, one at a time)")
+@needs_postgres
 def test_the_same_notification_job_running_twice_at_once_sends_one_message(app, sandbox_user):
     openid, row = new_member_notification(sandbox_user)
     db.session.execute(update(Notification).where(Notification.id == row.args[-1]).values(sent_at=None))

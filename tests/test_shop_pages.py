@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from werkzeug.serving import make_server
 
 from distribution_helpers import make_distributor
-from conftest import DB_URL
+from conftest import needs_postgres
 from handlers import catalogue, orders, outbox, payments, referrals, units
 from handlers.payments import GatewayTrade
 from models import Order, PayChannel, Product, UnitProduct, User, db
@@ -23,8 +23,6 @@ from test_h5_auth import log_in
 
 # SQLite takes no row locks and refuses a second writer whose snapshot is
 # stale ("database is locked"): races are the PostgreSQL run's to prove.
-needs_row_locks = pytest.mark.skipif(not DB_URL, reason="concurrency is tested on PostgreSQL "
-                                     "(FENXIAO_TEST_DATABASE_URL)")
 
 PHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148 Safari/604.1"
 WECHAT = PHONE.replace("Safari/604.1", "MicroMessenger/8.0.50(0x1800323c) NetType/WIFI Language/zh_CN")
@@ -409,7 +407,7 @@ def test_a_cart_tampered_in_the_form_is_not_what_is_bought(guest, base, catalogu
     assert order.total_fen == 1990
 
 
-@needs_row_locks
+@needs_postgres
 def test_concurrent_checkouts_of_the_last_items_never_oversell(browsers, base, catalogue_items):
     cloth = catalogue_items[2]  # 2 left
     buyers = [browsers() for _ in range(6)]
@@ -469,7 +467,7 @@ def test_a_checkout_without_its_one_time_key_is_refused(guest, base, catalogue_i
     placed(checkout(guest, base))
 
 
-@needs_row_locks
+@needs_postgres
 def test_one_checkout_submitted_at_once_many_times_is_one_order(browsers, base, catalogue_items):
     coffee = catalogue_items[1]
     buyer = browsers()
@@ -504,7 +502,7 @@ def test_a_fourth_unpaid_order_is_refused(guest, person, base, catalogue_items):
     assert order_count() == 8 and stock(gift) == 10 - 6
 
 
-@needs_row_locks
+@needs_postgres
 def test_checkouts_at_once_never_pass_the_unpaid_limit(browsers, base, catalogue_items):
     """Six tabs of one guest (one mobile number), each with its own form,
     submitted at once: three orders, the others refused."""
@@ -568,7 +566,7 @@ def test_the_buyer_cancels_and_the_stock_comes_back(person, base, catalogue_item
     assert buyer.get(f"{base}/h5/orders/{order.order_no}/pay", allow_redirects=False).status_code == 302
 
 
-@needs_row_locks
+@needs_postgres
 def test_a_double_tapped_cancel_returns_the_stock_once(person, base, catalogue_items):
     buyer = person("手快")
     coffee = catalogue_items[1]

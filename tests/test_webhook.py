@@ -22,11 +22,10 @@ import requests
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from sqlalchemy import func, select
 
-from app import create_app
-from app.config import build
-from app.extensions import db, redis_store
+from app.extensions import db
 from models import User
 from sandbox.push import AESBox, WeChatServer, cdata_xml, signature
+from conftest import free_port, second_product
 
 ECHO = "echo-5f3a9c"
 
@@ -518,21 +517,9 @@ def test_an_invalid_openid_records_nobody(app, client, wechat_plain):
 def product_without_wechat_api(settings):
     """A second instance of the product on the same database and Redis whose
     WeChat API address points at a port where nothing listens."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        dead_port = s.getsockname()[1]  # closed again when the block ends
-    raw = {section: dict(values) for section, values in settings.items()}
-    raw["wechat"]["api_base"] = f"http://127.0.0.1:{dead_port}/cgi"
-    other = create_app(build(raw, {}, "tests"))
-    try:
+    dead_port = free_port()  # closed again once found
+    with second_product(settings, wechat={"api_base": f"http://127.0.0.1:{dead_port}/cgi"}) as other:
         yield other
-    finally:
-        with other.app_context():
-            db.session.remove()
-            db.engine.dispose()
-            redis_store.conn.close()
 
 
 def test_reply_does_not_wait_for_the_wechat_api(app, wechat, jobs, settings):
