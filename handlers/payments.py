@@ -308,6 +308,29 @@ def _refunded(order: Order, was: str, at: datetime) -> None:
     commissions.reverse_for_refund(order, at)
 
 
+def refund_notified(channel: PayChannel, out_refund_no: str, status: str, amount_fen: int, *,
+                    out_trade_no: str = "", transaction_id: str = "", gateway_refund_id: str = "",
+                    body: str = "") -> Outcome:
+    """A gateway's word on a refund (SUCCESS, CLOSED or ABNORMAL). One we asked
+    for is finished, or kept open while ABNORMAL; one we never made was started
+    in the merchant's console at the gateway, and only its success changes
+    anything here."""
+    if find_refund(out_refund_no) is not None:
+        return finish_refund(channel, out_refund_no, status == "SUCCESS", amount_fen,
+                             gateway_refund_id=gateway_refund_id, body=body, abnormal=status == "ABNORMAL")
+    if status != "SUCCESS":
+        if status == "ABNORMAL":
+            log.error("refund %s of order %s made at the gateway is ABNORMAL: the money did not reach the buyer",
+                      out_refund_no, out_trade_no)
+        record_notice(channel, "refund", out_refund_no, NoticeVerdict.ACCEPTED,
+                      f"{status.lower()}, made at the gateway", body)
+        return Outcome(NoticeVerdict.ACCEPTED, status)
+    if not out_trade_no:
+        return reject(channel, "refund", out_refund_no, "unknown refund and no out_trade_no", body)
+    return refunded_at_gateway(channel, out_trade_no, transaction_id, amount_fen=amount_fen,
+                               out_refund_no=out_refund_no, gateway_refund_id=gateway_refund_id, body=body)
+
+
 def refunded_at_gateway(channel: PayChannel, out_trade_no: str, transaction_id: str, *,
                         amount_fen: int | None = None, refunded_total_fen: int | None = None,
                         out_refund_no: str = "", gateway_refund_id: str = "", body: str = "",

@@ -171,24 +171,10 @@ def _refund(gateway: WeChatPayGateway, data: dict[str, Any], body: str) -> payme
     refunded = _fen(amount.get("refund"))
     if refunded is None:
         raise Refused(f"amount {str(amount)[:60]}", 400, out_refund_no)
-    refund_id = _str(resource.get("refund_id"))
-    if payments.find_refund(out_refund_no) is not None:  # one we asked for
-        return payments.finish_refund(CH, out_refund_no, expected == "SUCCESS", refunded, gateway_refund_id=refund_id,
-                                      body=body, abnormal=expected == "ABNORMAL")
-    # An out_refund_no we never made: a refund started in WeChat Pay's
-    # merchant console. Only its success changes anything.
-    out_trade_no = _str(resource.get("out_trade_no"))
-    if expected != "SUCCESS":
-        if expected == "ABNORMAL":
-            current_app.logger.error("refund %s of order %s made in WeChat Pay's console is ABNORMAL: the money "
-                                     "did not reach the buyer", out_refund_no, out_trade_no)
-        payments.record_notice(CH, "refund", out_refund_no, NoticeVerdict.ACCEPTED,
-                               f"{expected.lower()}, made at the gateway", body)
-        return payments.Outcome(NoticeVerdict.ACCEPTED, expected)
-    if not out_trade_no:
-        raise Refused("unknown refund and no out_trade_no", 400, out_refund_no)
-    return payments.refunded_at_gateway(CH, out_trade_no, _str(resource.get("transaction_id")), amount_fen=refunded,
-                                        out_refund_no=out_refund_no, gateway_refund_id=refund_id, body=body)
+    return payments.refund_notified(CH, out_refund_no, expected, refunded,
+                                    out_trade_no=_str(resource.get("out_trade_no")),
+                                    transaction_id=_str(resource.get("transaction_id")),
+                                    gateway_refund_id=_str(resource.get("refund_id")), body=body)
 
 
 def _transfer(gateway: WeChatPayGateway, data: dict[str, Any], body: str) -> payments.Outcome:
