@@ -11,7 +11,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from . import config as config_module
 from . import input_guard, redact
 from .config import Settings
-from .extensions import csrf, db, migrate, queue, redis_store
+from .extensions import csrf, db, limiter, migrate, queue, redis_store
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,6 +41,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         MAX_CONTENT_LENGTH=2 * 1024 * 1024,
         JSON_AS_ASCII=False,
         WTF_CSRF_TIME_LIMIT=None,  # valid for the session's life; pages stay open in WeChat for long
+        RATELIMIT_STORAGE_URI=settings["app"]["redis_url"] or "memory://",
+        RATELIMIT_HEADERS_ENABLED=True,
     )
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)
     redact.install(settings, [(s, k) for s, keys in config_module.SCHEMA.items() for k, key in keys.items()
@@ -64,6 +66,7 @@ def register_extensions(app: Flask) -> None:
     redis_store.init_app(app)
     queue.init_app(app)
     csrf.init_app(app)
+    limiter.init_app(app)
     import models  # noqa: F401  (tables known to Alembic and the session)
 
 
@@ -78,6 +81,7 @@ def _render_item(kind, obj, autogen_context):
 
 
 def register_blueprints(app: Flask, settings: Settings) -> None:
+    from admin import bp as admin_bp
     from h5 import bp as h5_bp
     from pay import bp as pay_bp
     from wxbot.webhook import bp as wx_bp
@@ -96,6 +100,7 @@ def register_blueprints(app: Flask, settings: Settings) -> None:
     csrf.exempt(wx_bp)
     app.register_blueprint(h5_bp)
     app.register_blueprint(pay_bp)
+    app.register_blueprint(admin_bp)
     csrf.exempt(pay_bp)  # gateways sign their notifications; they carry no CSRF token
     if settings["wechat"]["sandbox"]:
         from sandbox import register as register_sandbox

@@ -128,6 +128,7 @@ def register(app: Flask) -> None:
     from .cli_money import commissions_cli, withdrawals_cli
     from .cli_refunds import refunds_cli
     from .cli_shop import orders_cli, products_cli
+    from .cli_staff import staff_cli
 
     app.cli.add_command(applications_cli)
     app.cli.add_command(units_cli)
@@ -139,3 +140,4 @@ def register(app: Flask) -> None:
     app.cli.add_command(worker)
     app.cli.add_command(outbox_cli)
     app.cli.add_command(refunds_cli)
+    app.cli.add_command(staff_cli)

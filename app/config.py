@@ -163,6 +163,17 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "gateway": Key("https://openapi.alipay.com/gateway.do", str, _url),
         "sandbox": Key(False, bool),
     },
+    # The management platform (/admin).
+    "admin": {
+        # Owner and finance staff must use a TOTP authenticator to log in.
+        "require_2fa": Key(False, bool),
+        # A withdrawal above this many fen needs a second staff member to confirm its payment; 0: never.
+        "dual_approval_fen": Key(500_000, int, _range(0, 10**10)),
+        "session_hours": Key(12, int, _range(1, 24 * 7)),
+        "idle_minutes": Key(120, int, _range(5, 24 * 60)),
+        # Where uploaded product pictures are kept; empty: var/media beside the database.
+        "media_dir": Key("", str),
+    },
     "queue": {
         "name": Key("fenxiao", str, _nonempty),
         "max_retries": Key(5, int, _range(0, 20)),

@@ -33,6 +33,10 @@ def _render(status: int, message: str):
         return message, status, {"Content-Type": "text/plain; charset=utf-8"}
     if _wants_json():
         return jsonify(error=message), status
+    if request.path.startswith("/admin"):
+        if request.headers.get("HX-Request") == "true":  # shown in the page's message bar (admin.js)
+            return render_template("admin/_alert.html", message=message, kind="error"), status
+        return render_template("admin/error.html", status=status, message=message), status
     return render_template("error.html", status=status, message=message), status
 
 
@@ -58,7 +62,8 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
-        messages = {404: "页面不存在", 405: "不支持的请求方式", 413: "提交的内容太大", 400: "请求有误"}
+        messages = {404: "页面不存在", 405: "不支持的请求方式", 413: "提交的内容太大", 400: "请求有误",
+                    403: "没有权限", 429: "尝试次数过多，请稍后再试"}
         return _render(exc.code or 400, messages.get(exc.code, exc.description or "请求有误"))
 
     @app.errorhandler(Exception)

@@ -4,6 +4,8 @@ from __future__ import annotations
 import fakeredis
 import redis
 from flask import Flask, current_app
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
@@ -44,6 +46,10 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
 migrate = Migrate()
 # H5 forms carry a token; WeChat's pushes and the sandbox platform are exempt.
 csrf = CSRFProtect()
+# Rate limits (the admin login) live in Redis, shared by every worker; with
+# the in-process stand-in (the try-out), in this process's memory.
+limiter = Limiter(key_func=get_remote_address, key_prefix="fenxiao-limits", swallow_errors=True,
+                  in_memory_fallback_enabled=True)
 
 
 class RedisHolder:

@@ -1,5 +1,6 @@
 """Tables and the invariants a database can keep. One module per area."""
 from .application import APPLICATION_STATES, Application, ApplicationStatus
+from .audit import AuditEntry
 from .base import Base, db, utcnow
 from .distributor import Distributor, DistributorStatus, QRStatus, Unit
 from .h5_session import H5Session  # noqa: F401  (a table of the H5 transport)
@@ -12,6 +13,7 @@ from .payment import NoticeVerdict, Payment, PaymentNotice, Refund, RefundOrigin
 from .referral import ReferralTouch, TouchOutcome
 from .sandbox import SandboxMedia, SandboxMenu, SandboxMessage, SandboxQRCode, SandboxUser
 from .shop import Address, Product, UnitProduct
+from .staff import Staff, StaffRole, StaffSession
 from .states import IllegalTransition, StateMachine
 from .user import FirstContact, Source, Subscription, User
 from .wx_push import WxPush
@@ -30,4 +32,5 @@ __all__ = [
     "OutboxRow", "OutboxState",
     "SandboxUser", "SandboxQRCode", "SandboxMessage", "SandboxMedia", "SandboxMenu",
     "WxPush",
+    "Staff", "StaffRole", "StaffSession", "AuditEntry",
 ]

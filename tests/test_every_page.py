@@ -160,6 +160,7 @@ FILL = {
     "h5.static": lambda w, who: {"filename": "weui.min.css"},
     "h5.confirm_transfer": lambda w, who: {"withdrawal_id": w.withdrawal.id},
     "sandbox.static": lambda w, who: {"filename": "sandbox.css"},
+    "admin.static": lambda w, who: {"filename": "admin.css"},
     "sandbox.avatar": lambda w, who: {"openid": w.openid},
     "sandbox.media": lambda w, who: {"media_id": w.media_id},
     "sandbox_wechatpay.query": lambda w, who: {"out_trade_no": w.order_of(who)},
