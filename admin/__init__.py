@@ -10,4 +10,5 @@ from flask import Blueprint
 bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="templates", static_folder="static",
                static_url_path="/static")
 
-from . import auth, home, nav, support  # noqa: E402,F401  (routes)
+from . import (applications, audit_pages, auth, home, nav, orders, products, staff_pages,  # noqa: E402,F401
+               support, withdrawals)

@@ -127,7 +127,8 @@ def register(app: Flask) -> None:
     from .cli_distribution import applications_cli, units_cli
     from .cli_money import commissions_cli, withdrawals_cli
     from .cli_refunds import refunds_cli
-    from .cli_shop import orders_cli, products_cli
+    from .cli_orders import orders_cli
+    from .cli_products import products_cli
     from .cli_staff import staff_cli
 
     app.cli.add_command(applications_cli)
