@@ -8,6 +8,7 @@ change are flushed together and commit or roll back together.
 from __future__ import annotations
 
 import getpass
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterable
@@ -17,6 +18,7 @@ from sqlalchemy import select
 from models import AuditEntry, db
 
 from .clock import now
+from .errors import NotFound
 
 MAX_REASON = 500
 
@@ -62,17 +64,71 @@ def snapshot(obj: Any, fields: Iterable[str]) -> dict[str, Any]:
 
 
 def entries(*, action: str | None = None, actor: str | None = None, target_type: str | None = None,
-            target_id: str | None = None, before_id: int | None = None, limit: int = 50) -> list[AuditEntry]:
-    """Newest first, keyset-paginated by id (``before_id``: the last id of the previous page)."""
+            target_id: str | None = None, since: datetime | None = None, until: datetime | None = None,
+            before_id: int | None = None, limit: int = 50) -> list[AuditEntry]:
+    """Newest first, keyset-paginated by id (``before_id``: the last id of the
+    previous page); ``action`` is a prefix ("staff." finds every staff action),
+    ``since`` ≤ at < ``until``."""
     query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
     if action:
-        query = query.where(AuditEntry.action.startswith(action))
+        query = query.where(AuditEntry.action.startswith(action, autoescape=True))
     if actor:
         query = query.where(AuditEntry.actor == actor)
     if target_type:
         query = query.where(AuditEntry.target_type == target_type)
     if target_id:
         query = query.where(AuditEntry.target_id == target_id)
+    if since:
+        query = query.where(AuditEntry.at >= since)
+    if until:
+        query = query.where(AuditEntry.at < until)
     if before_id:
         query = query.where(AuditEntry.id < before_id)
     return list(db.session.scalars(query))
+
+
+def get_entry(entry_id: int) -> AuditEntry:
+    entry = db.session.get(AuditEntry, entry_id)
+    if entry is None:
+        raise NotFound("这条操作记录不存在")
+    return entry
+
+
+def actors() -> list[str]:
+    """Every name that has acted, for the log's filter."""
+    return list(db.session.scalars(select(AuditEntry.actor).distinct().order_by(AuditEntry.actor).limit(500)))
+
+
+def target_types() -> list[str]:
+    return list(db.session.scalars(select(AuditEntry.target_type).distinct().order_by(AuditEntry.target_type)))
+
+
+@dataclass(frozen=True)
+class Change:
+    """One field of a before/after pair, as the entry page shows it."""
+
+    field: str
+    before: str
+    after: str
+    changed: bool
+
+
+_ABSENT = object()
+
+
+def _shown(value: Any) -> str:
+    if value is _ABSENT:
+        return ""
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return "null" if value is None else str(value)
+
+
+def diff(before: Any, after: Any) -> list[Change]:
+    """Field by field when both sides are objects (or missing); else one row."""
+    if isinstance(before, (dict, type(None))) and isinstance(after, (dict, type(None))):
+        old, new = before or {}, after or {}
+        keys = list(old) + [k for k in new if k not in old]
+        return [Change(str(k), _shown(old.get(k, _ABSENT)), _shown(new.get(k, _ABSENT)),
+                       old.get(k, _ABSENT) != new.get(k, _ABSENT)) for k in keys]
+    return [Change("", _shown(before), _shown(after), before != after)]

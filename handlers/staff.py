@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from models import Staff, StaffRole, StaffSession, db
@@ -120,9 +120,24 @@ def all_staff() -> list[Staff]:
     return list(db.session.scalars(select(Staff).order_by(Staff.id)))
 
 
+def last_logins() -> dict[int, datetime]:
+    """When each staff member last logged in (their newest session), by id."""
+    rows = db.session.execute(select(StaffSession.staff_id, func.max(StaffSession.created_at))
+                              .group_by(StaffSession.staff_id))
+    return {staff_id: at for staff_id, at in rows}
+
+
 def disable(name: str, actor: Actor, reason: str = "", at: datetime | None = None) -> Staff:
+    return _disable(get_by_name(name, lock=True), actor, reason, at)
+
+
+def disable_id(staff_id: int, actor: Actor, reason: str = "", at: datetime | None = None) -> Staff:
+    """``disable`` for the admin's page, which names the account by id."""
+    return _disable(get(staff_id, lock=True), actor, reason, at)
+
+
+def _disable(staff: Staff, actor: Actor, reason: str, at: datetime | None) -> Staff:
     at = at or now()
-    staff = get_by_name(name, lock=True)
     if actor.staff_id == staff.id:
         raise Conflict("不能停用自己的账号")
     if not staff.is_active:
@@ -135,12 +150,36 @@ def disable(name: str, actor: Actor, reason: str = "", at: datetime | None = Non
 
 
 def enable(name: str, actor: Actor, at: datetime | None = None) -> Staff:
+    return _enable(get_by_name(name, lock=True), actor, at)
+
+
+def enable_id(staff_id: int, actor: Actor, at: datetime | None = None) -> Staff:
+    return _enable(get(staff_id, lock=True), actor, at)
+
+
+def _enable(staff: Staff, actor: Actor, at: datetime | None) -> Staff:
     at = at or now()
-    staff = get_by_name(name, lock=True)
     if staff.is_active:
         return staff
     staff.disabled_at = None
     audit.record(actor, "staff.enable", "staff", staff.id, before={"active": False}, after={"active": True}, at=at)
+    return staff
+
+
+def change_role(staff_id: int, role: str, actor: Actor, reason: str = "", at: datetime | None = None) -> Staff:
+    """A new role takes effect at the next login: the member's open logins end."""
+    at = at or now()
+    check_role(role)
+    staff = get(staff_id, lock=True)
+    if actor.staff_id == staff.id:
+        raise Conflict("不能修改自己的角色")  # an owner cannot demote the last owner by mistake
+    if staff.role == role:
+        return staff
+    before = staff.role
+    staff.role = role
+    revoke_all(staff.id, at)
+    audit.record(actor, "staff.role", "staff", staff.id, before={"role": before}, after={"role": role},
+                 reason=reason, at=at)
     return staff
 
 
