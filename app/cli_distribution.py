@@ -1,4 +1,4 @@
-"""The merchant's side until the management platform exists:
+"""The merchant's side from the command line (scripts; /admin does the same):
 ``flask --app wsgi applications list | approve ID | reject ID --reason …``
 and ``flask --app wsgi units prepare``."""
 from __future__ import annotations
@@ -8,7 +8,8 @@ from flask.cli import AppGroup
 
 from .cli_support import row, run_handler
 
-from handlers import applications, outbox, units
+from handlers import applications, audit, outbox, units
+from handlers.errors import Conflict
 
 applications_cli = AppGroup("applications", help="Review distributor applications.")
 units_cli = AppGroup("units", help="Distributors' units (shops, QR codes, posters).")
@@ -27,20 +28,29 @@ def list_applications() -> None:
         row(a.id, china_time(a.created_at, CST_FORMAT), a.real_name, a.mobile, a.user.display_name, a.reason[:60])
 
 
+def _decide(action, *args, **kwargs):
+    """A second decision says who decided first, and (for scripts that
+    look for it) the state machine's own words."""
+    try:
+        return action(*args, **kwargs)
+    except applications.AlreadyDecided as exc:
+        raise Conflict(f"{exc.message} ({Exception.__str__(exc)})") from None
+
+
 @applications_cli.command("approve")
 @click.argument("application_id", type=int)
-@click.option("--by", default="merchant", help="Who decided (kept on the application).")
-def approve(application_id: int, by: str) -> None:
-    run_handler(applications.approve_application, application_id, by)
+def approve(application_id: int) -> None:
+    """Approve: the applicant becomes a distributor (audited as cli:<login>)."""
+    run_handler(_decide, applications.approve_application, application_id, actor=audit.cli_actor())
     click.echo(f"application {application_id} approved")
 
 
 @applications_cli.command("reject")
 @click.argument("application_id", type=int)
 @click.option("--reason", required=True, help="Shown to the applicant.")
-@click.option("--by", default="merchant", help="Who decided (kept on the application).")
-def reject(application_id: int, reason: str, by: str) -> None:
-    run_handler(applications.reject_application, application_id, reason, by)
+def reject(application_id: int, reason: str) -> None:
+    """Reject with a reason the applicant reads (audited as cli:<login>)."""
+    run_handler(_decide, applications.reject_application, application_id, reason, actor=audit.cli_actor())
     click.echo(f"application {application_id} rejected")
 
 

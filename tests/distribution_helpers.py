@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from handlers import applications, outbox, users
+from handlers import applications, audit, outbox, users
 from models import Distributor, FirstContact, User
 
 _seq = itertools.count(1)
@@ -26,6 +26,6 @@ def make_distributor(nickname: str = "分销商", referrer: Distributor | None =
     code = referrer.unit.invite_code if referrer else ""
     application = applications.apply_for_distributor(user, "张三", "13800138000", "想分享好东西", code)
     outbox.commit()
-    distributor = applications.approve_application(application.id, "test")
+    distributor = applications.approve_application(application.id, actor=audit.Actor("test"))
     outbox.commit()
     return distributor

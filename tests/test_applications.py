@@ -48,7 +48,7 @@ def test_manual_review_waits_then_approval_makes_a_level1_with_a_unit(app):
     outbox.commit()
     assert application.status == "pending" and referrals.distributor_of(user.id) is None
     assert [a.id for a in applications.pending_applications()] == [application.id]
-    d = applications.approve_application(application.id, "merchant")
+    d = applications.approve_application(application.id, actor=applications.Actor("merchant"))
     outbox.commit()
     assert (d.level, d.parent_id, d.real_name, d.mobile) == (1, None, "李四", "13912345678")
     assert d.unit.name == "王五的小店" and d.unit.invite_code and d.unit.slug and d.unit.scene
@@ -122,7 +122,7 @@ def test_rejection_keeps_a_customer_tells_why_and_cools_down(app):
     user = make_user()
     a = applications.apply_for_distributor(user, *GOOD)
     outbox.commit()
-    applications.reject_application(a.id, "资料不全，请补充社群截图", "merchant")
+    applications.reject_application(a.id, "资料不全，请补充社群截图", actor=applications.Actor("merchant"))
     outbox.commit()
     assert a.status == "rejected" and a.reject_reason == "资料不全，请补充社群截图"
     assert referrals.distributor_of(user.id) is None
@@ -142,7 +142,7 @@ def test_rejection_needs_a_reason(app):
     outbox.commit()
     for reason in ("", "   ", "长" * 201):
         with pytest.raises(DomainError):
-            applications.reject_application(a.id, reason, "merchant")
+            applications.reject_application(a.id, reason, actor=applications.Actor("merchant"))
         outbox.rollback()
     db.session.refresh(a)
     assert a.status == "pending"
@@ -151,13 +151,13 @@ def test_rejection_needs_a_reason(app):
 def test_decisions_happen_once(app):
     a = applications.apply_for_distributor(make_user(), *GOOD)
     outbox.commit()
-    applications.approve_application(a.id, "merchant")
+    applications.approve_application(a.id, actor=applications.Actor("merchant"))
     outbox.commit()
     with pytest.raises(IllegalTransition):
-        applications.approve_application(a.id, "merchant")
+        applications.approve_application(a.id, actor=applications.Actor("merchant"))
     outbox.rollback()
     with pytest.raises(IllegalTransition):
-        applications.reject_application(a.id, "改主意了", "merchant")
+        applications.reject_application(a.id, "改主意了", actor=applications.Actor("merchant"))
     outbox.rollback()
     assert count(Distributor) == 1 and count(Unit) == 2  # the merchant's and this one
 
@@ -166,7 +166,7 @@ def test_unknown_application_ids_are_a_clear_error(app):
     from handlers.errors import NotFound
 
     with pytest.raises(NotFound):
-        applications.approve_application(999999, "merchant")
+        applications.approve_application(999999, actor=applications.Actor("merchant"))
     outbox.rollback()
 
 
@@ -232,7 +232,7 @@ def test_attribution_by_qr_decides_the_level_too(app):
     referrals.attribute_referral(user, Source.QR, top.unit.scene)
     a = applications.apply_for_distributor(user, *GOOD)
     outbox.commit()
-    d = applications.approve_application(a.id, "merchant")
+    d = applications.approve_application(a.id, actor=applications.Actor("merchant"))
     outbox.commit()
     assert (d.level, d.parent_id) == (2, top.id)
 

@@ -83,7 +83,7 @@ def test_product_ids_in_forms_must_be_ascii_digits(app, guest, base, catalogue_i
 
 def test_a_distributors_selection_with_odd_digits_is_refused_not_a_crash(app, person, base, catalogue_items):
     me = person("店主")
-    applications.approve_application(_applied(me.openid).id, "test")
+    applications.approve_application(_applied(me.openid).id, actor=applications.Actor("test"))
     outbox.commit()
     token = csrf(me.get(f"{base}/h5/my-products").text)
     res = me.post(f"{base}/h5/my-products", data={"csrf_token": token, "product_id": ["²"]})
@@ -207,7 +207,8 @@ def test_a_rejection_reason_and_the_shop_name_are_escaped_in_commands(app, wecha
     user = make_user("x", openid=me.openid)
     application = applications.apply_for_distributor(user, "张三", "13800138000", "想分享好东西")
     outbox.commit()
-    applications.reject_application(application.id, '资料不全 <a href="http://evil.example.com">重填</a>', "test")
+    applications.reject_application(application.id, '资料不全 <a href="http://evil.example.com">重填</a>',
+                                    actor=applications.Actor("test"))
     outbox.commit()
     text = wechat.push(wechat.text(me.openid, "申请分销")).reply["Content"]
     assert "&lt;a href=" in text and all(link.startswith(base) for link in _links(text))

@@ -101,7 +101,7 @@ def test_apply_command_follows_the_application(app, wechat, sandbox_user, settin
     a = applications.apply_for_distributor(user_row(person.openid), "王小美", "13812345678", "喜欢分享")
     outbox.commit()
     assert "正在审核中" in reply(wechat.push(click(wechat, person.openid, "APPLY")))
-    applications.reject_application(a.id, "请补充资料", "merchant")
+    applications.reject_application(a.id, "请补充资料", actor=applications.Actor("merchant"))
     outbox.commit()
     assert "请补充资料" in reply(wechat.push(click(wechat, person.openid, "APPLY")))
 
@@ -111,7 +111,7 @@ def test_the_applicant_is_told_the_decision_in_wechat(app, wechat, sandbox_user,
     wechat.push(wechat.subscribe(person.openid))
     a = applications.apply_for_distributor(user_row(person.openid), "王小美", "13812345678", "喜欢分享")
     outbox.commit()
-    applications.reject_application(a.id, "请补充资料", "merchant")
+    applications.reject_application(a.id, "请补充资料", actor=applications.Actor("merchant"))
     outbox.commit()
     jobs.run()
     db.session.rollback()
