@@ -36,10 +36,12 @@ seed: setup
 	$(if $(TRYOUT),$(APP_ENV) $(BIN)/flask --app wsgi products seed)
 
 # Set up, migrate and serve on the embedded defaults (or FENXIAO_CONFIG / config.toml).
+# The try-out also has a demo owner for /admin (made once; its login is printed each time).
 run: seed
 	@echo ""
 	@echo "  Fenxiao is starting on $(HOST):$(PORT)$(if $(TRYOUT), (the try-out: FENXIAO_TRYOUT=1))"
 	@$(if $(TRYOUT),echo "  Try it without WeChat: open $(BASE_URL)/sandbox/ (the phone simulator)")
+	@$(if $(TRYOUT),$(APP_ENV) $(BIN)/flask --app wsgi tryout owner)
 	@echo "  Health: http://$(if $(filter 0.0.0.0 ::,$(HOST)),127.0.0.1,$(HOST)):$(PORT)/healthz    Stop: Ctrl-C"
 	@echo ""
 	$(APP_ENV) $(BIN)/gunicorn --workers 1 --worker-class gthread --threads 8 --bind $(HOST):$(PORT) \

@@ -130,6 +130,7 @@ def register(app: Flask) -> None:
     from .cli_orders import orders_cli
     from .cli_products import products_cli
     from .cli_staff import staff_cli
+    from .cli_tryout import tryout_cli
 
     app.cli.add_command(applications_cli)
     app.cli.add_command(units_cli)
@@ -142,3 +143,4 @@ def register(app: Flask) -> None:
     app.cli.add_command(outbox_cli)
     app.cli.add_command(refunds_cli)
     app.cli.add_command(staff_cli)
+    app.cli.add_command(tryout_cli)

@@ -11,7 +11,7 @@ from .outbox import OutboxRow, OutboxState
 from .order import ORDER_STATES, Order, OrderLine, OrderStatus, PayChannel
 from .payment import NoticeVerdict, Payment, PaymentNotice, Refund, RefundOrigin, RefundStatus
 from .referral import ReferralTouch, TouchOutcome
-from .sandbox import SandboxMedia, SandboxMenu, SandboxMessage, SandboxQRCode, SandboxUser
+from .sandbox import SandboxClock, SandboxMedia, SandboxMenu, SandboxMessage, SandboxQRCode, SandboxUser
 from .shop import Address, Product, UnitProduct
 from .staff import Staff, StaffRole, StaffSession
 from .states import IllegalTransition, StateMachine
@@ -30,7 +30,7 @@ __all__ = [
     "CommissionRow", "CommissionKind", "CommissionState", "COMMISSION_STATES", "Balance",
     "Withdrawal", "WithdrawalStatus", "WITHDRAWAL_STATES", "Notification", "NotificationKind",
     "OutboxRow", "OutboxState",
-    "SandboxUser", "SandboxQRCode", "SandboxMessage", "SandboxMedia", "SandboxMenu",
+    "SandboxUser", "SandboxQRCode", "SandboxClock", "SandboxMessage", "SandboxMedia", "SandboxMenu",
     "WxPush",
     "Staff", "StaffRole", "StaffSession", "AuditEntry",
 ]

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Index, LargeBinary, String
+from sqlalchemy import JSON, BigInteger, CheckConstraint, Index, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, UTCDateTime, utcnow
@@ -73,3 +73,18 @@ class SandboxMenu(Base):
     appid: Mapped[str] = mapped_column(String(64), unique=True)
     definition: Mapped[dict[str, Any]] = mapped_column(JSON)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class SandboxClock(Base):
+    """How far the try-out's clock runs ahead of real time (one row, id 1).
+
+    In the database, not in a process: every thread and worker of the
+    try-out must read the same time. No row means real time."""
+
+    __tablename__ = "sandbox_clock"
+    __table_args__ = (CheckConstraint("id = 1", name="one_row"),
+                      CheckConstraint("offset_seconds >= 0", name="forward_only"))
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    offset_seconds: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -16,7 +16,12 @@ from flask import (Blueprint, Response, abort, current_app, flash, redirect, ren
                    session, url_for)
 from sqlalchemy import select
 
-from handlers.clock import now
+from flask_wtf.csrf import ValidationError, validate_csrf
+
+from handlers import audit, outbox
+from handlers import clock
+from handlers.clock import CHINA, now
+from handlers.errors import DomainError
 from models import SandboxMenu, SandboxMessage, SandboxQRCode, SandboxUser, db
 
 from . import api, state
@@ -34,6 +39,26 @@ def menu_from_repo():
     from wxbot.menu import load_menu
 
     return {"default_menu": load_menu}
+
+
+@bp.context_processor
+def product_clock():
+    """The product's time (the sandbox clock) and how far it runs ahead, for the clock control."""
+    ahead = clock.offset()
+    return {"product_now": (clock.real_now() + ahead).astimezone(CHINA), "clock_offset": ahead,
+            "clock_ahead_seconds": int(ahead.total_seconds()), "clock_days": CLOCK_DAYS,
+            "clock_max_days": clock.MAX_STEP_DAYS, "clock_rules": _clock_rules}
+
+
+CLOCK_DAYS = (1, 3, 7, 8)
+
+
+def _clock_rules() -> str:
+    """What the moves will show, from this product's settings."""
+    settings = current_app.config["SETTINGS"]
+    return (f"未付款订单 {settings['orders']['pay_timeout_minutes']} 分钟后取消 · "
+            f"发货 {settings['orders']['auto_confirm_days']} 天后自动收货 · "
+            f"收货 {settings['distribution']['freeze_days']} 天后佣金可提现")
 
 
 def server() -> WeChatServer:
@@ -254,6 +279,41 @@ def text():
     user.last_message_at = now()
     _deliver(user, server().text(user.openid, content[:2000]), {"content": content[:2000]})
     return _back()
+
+
+@bp.post("/clock")
+def move_clock():
+    """Move the product's clock forward by whole days, or back to real time.
+    The sandbox is CSRF-exempt (it plays outside parties), but this form
+    changes the whole try-out's time, so it carries a token all the same."""
+    back = redirect(url_for("sandbox.home") + "#clock")
+    try:
+        validate_csrf(request.form.get("csrf_token", ""))
+    except ValidationError:
+        flash("页面已过期，请刷新后再调整时间")
+        return back
+    actor = audit.Actor("sandbox:simulator", ip=(request.remote_addr or "")[:64])
+    try:
+        if request.form.get("action") == "reset":
+            moved = clock.back_to_real_time(actor=actor)
+        else:
+            moved = clock.move_forward(request.form.get("days", ""), request.form.get("from", ""), actor=actor)
+        outbox.commit()
+    except DomainError as exc:
+        outbox.rollback()
+        flash(exc.message)
+        return back
+    clock.forget()
+    clock.deliver_due()  # the notifications the catch-up wrote, as the worker's relay would
+    at = moved.now.astimezone(CHINA).strftime("%Y-%m-%d %H:%M")
+    if not moved.offset:
+        flash(f"已回到真实时间：{at}")
+        return back
+    done = moved.caught_up
+    flash(f"时间已拨快到 {at}（共快了 {moved.offset_days:g} 天）。到此为止该发生的已补做："
+          f"{done.expired} 笔未付款订单超时取消，{done.confirmed} 笔订单自动确认收货，"
+          f"{done.settled} 条佣金转为可提现")
+    return back
 
 
 @bp.get("/open")

@@ -16,8 +16,16 @@ depends_on = None
 
 
 def upgrade():
-    pass
+    # The try-out's clock offset: one row (id 1), read by every process.
+    op.create_table('sandbox_clock',
+    sa.Column('id', sa.Integer(), autoincrement=False, nullable=False),
+    sa.Column('offset_seconds', sa.BigInteger(), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.CheckConstraint('id = 1', name=op.f('ck_sandbox_clock_one_row')),
+    sa.CheckConstraint('offset_seconds >= 0', name=op.f('ck_sandbox_clock_forward_only')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_sandbox_clock'))
+    )
 
 
 def downgrade():
-    pass
+    op.drop_table('sandbox_clock')
