@@ -8,7 +8,7 @@ from flask.cli import AppGroup
 from .cli_support import row, run_handler
 
 from handlers.money import yuan
-from handlers import orders, payments
+from handlers import audit, orders, payments
 
 orders_cli = AppGroup("orders", help="Orders: list, ship, refund, sweep.")
 
@@ -32,17 +32,21 @@ def list_orders(status) -> None:
 @click.option("--carrier", required=True, help="e.g. 顺丰速运")
 @click.option("--tracking-no", required=True)
 def ship(order_no, carrier, tracking_no) -> None:
-    run_handler(orders.ship_order, order_no, carrier, tracking_no)
+    run_handler(orders.ship_order, order_no, carrier, tracking_no, actor=audit.cli_actor())
     click.echo(f"order {order_no} shipped")
 
 
 @orders_cli.command("refund")
 @click.argument("order_no")
 @click.option("--reason", required=True)
-def refund(order_no, reason) -> None:
-    """Refund a paid or shipped order in full through its gateway."""
-    r = run_handler(payments.start_refund, order_no, reason)
-    click.echo(f"refund {r.out_refund_no} requested")
+@click.option("--amount-fen", type=click.IntRange(min=1), default=None,
+              help="Refund this much (fen); default: all that is left.")
+def refund(order_no, reason, amount_fen) -> None:
+    """Refund a paid order through its gateway: all that is left of it, or
+    --amount-fen of it (partial refunds take commission back in proportion)."""
+    r = run_handler(payments.start_refund, order_no, reason, actor=audit.cli_actor(), amount_fen=amount_fen)
+    kind = "partial refund" if r.partial else "refund"
+    click.echo(f"{kind} {r.out_refund_no} of ¥{yuan(r.amount_fen)} requested")
 
 
 @orders_cli.command("sweep")

@@ -136,6 +136,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "application_rejected": Key("", str),
         "withdrawal_paid": Key("", str),
         "withdrawal_rejected": Key("", str),
+        "order_paid": Key("", str),
+        "order_shipped": Key("", str),
+        "order_refunded": Key("", str),
+        "commission_clawed_back": Key("", str),
     },
     "orders": {
         "pay_timeout_minutes": Key(30, int, _range(1, 24 * 60)),

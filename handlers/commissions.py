@@ -13,9 +13,25 @@ cut down when posted, level 1 first).
 Life of a row: posted FROZEN when its order is paid; when the order is
 completed, ``settle_at`` = completion + ``[distribution] freeze_days``, and
 at that time (a delayed job, with an idempotent sweep behind it) it becomes
-WITHDRAWABLE. A refund before that REVERSES it; a refund after it posts a
-negative CLAWBACK row, which may take the withdrawable balance below zero
-and so blocks withdrawals until later income makes it good.
+WITHDRAWABLE. A refund of the whole order before that REVERSES it; after
+it, a negative CLAWBACK row takes it back, which may take the withdrawable
+balance below zero and so blocks withdrawals until later income makes it
+good.
+
+Partial refunds, and the rounding of what they take back, written down
+once (``kept_after_refund``): once ``refunded`` fen of a payment of ``paid``
+fen went back to the buyer, a commission row keeps
+``amount × (paid − refunded) ÷ paid`` **rounded down to the fen** — the
+same rule as the commission itself, applied to what the buyer kept — and
+the rest is taken back. It is computed on the refunded total each time, not
+per refund, so several partial refunds take back exactly what one refund of
+their sum would, and a refund of everything takes back everything. What is
+taken back lives in the row's one CLAWBACK row (one per order line and
+level), whose amount grows with each refund: FROZEN (settling together with
+its commission, so the distributor's frozen sum is net) while the
+commission is frozen, WITHDRAWABLE once it is. Only refunds we make (or a
+whole refund made at the gateway) take commission back; a partial refund
+made in a gateway's console is recorded and left to the merchant.
 
 Balances change only here and in handlers.withdrawals, in the transaction
 that changes the rows behind them, on a row locked with SELECT … FOR UPDATE.
@@ -106,16 +122,19 @@ def post_for_order(order: Order, at: datetime | None = None) -> list[CommissionR
     return posted
 
 
-def rows_of_order(order_id: int, kind: CommissionKind = CommissionKind.COMMISSION) -> list[CommissionRow]:
-    return list(db.session.scalars(select(CommissionRow).where(CommissionRow.order_id == order_id,
-                                                               CommissionRow.kind == kind.value)
-                                   .order_by(CommissionRow.id)))
+def rows_of_order(order_id: int, kind: CommissionKind | None = CommissionKind.COMMISSION) -> list[CommissionRow]:
+    """The order's rows of ``kind`` (every kind with None), oldest first."""
+    query = select(CommissionRow).where(CommissionRow.order_id == order_id)
+    if kind is not None:
+        query = query.where(CommissionRow.kind == kind.value)
+    return list(db.session.scalars(query.order_by(CommissionRow.id)))
 
 
 def start_freeze_window(order: Order) -> None:
-    """The order is completed: its commission settles after freeze_days."""
+    """The order is completed: its commission (net of what partial refunds
+    took back while frozen) settles after freeze_days."""
     settle_at = order.completed_at + timedelta(days=settings.section("distribution")["freeze_days"])
-    rows = [r for r in rows_of_order(order.id) if r.state == C.FROZEN.value]
+    rows = [r for r in rows_of_order(order.id, None) if r.state == C.FROZEN.value]
     for row in rows:
         row.settle_at = settle_at
     if rows:
@@ -127,7 +146,7 @@ def settle_order(order_id: int, at: datetime | None = None) -> int:
     Idempotent: settled rows are left alone."""
     at = at or now()
     db.session.scalars(select(Order).where(Order.id == order_id).with_for_update()).one_or_none()
-    due = [r for r in rows_of_order(order_id)
+    due = [r for r in rows_of_order(order_id, None)  # a frozen clawback settles with its commission
            if r.state == C.FROZEN.value and r.settle_at is not None and r.settle_at <= at]
     by_distributor: dict[int, int] = {}
     for row in due:
@@ -139,7 +158,8 @@ def settle_order(order_id: int, at: datetime | None = None) -> int:
         balance.frozen_fen -= amount
         balance.withdrawable_fen += amount
         balance.lifetime_fen += amount
-        notifications.commission_settled(distributor_id, order_id, amount)
+        if amount > 0:
+            notifications.commission_settled(distributor_id, order_id, amount)
     return len(due)
 
 
@@ -151,31 +171,85 @@ def sweep(at: datetime | None = None) -> int:
     return sum(settle_order(order_id, at) for order_id in sorted(order_ids))
 
 
-def reverse_for_refund(order: Order, at: datetime | None = None) -> None:
-    """The order was refunded: frozen commission is reversed; commission
-    already withdrawable is taken back by a negative row."""
+def kept_after_refund(amount_fen: int, paid_fen: int, refunded_fen: int) -> int:
+    """The one rounding rule of partial refunds (module doc): what a
+    commission keeps is its share of what the buyer kept, rounded down."""
+    refunded_fen = min(max(refunded_fen, 0), paid_fen)
+    return amount_fen * (paid_fen - refunded_fen) // paid_fen
+
+
+def take_back(order: Order, refunded_fen: int, paid_fen: int, *, refund_id: int | None = None,
+              at: datetime | None = None) -> dict[int, int]:
+    """``refunded_fen`` of the order's ``paid_fen`` has gone back to the buyer
+    (all refunds so far): take back from each commission row what it no
+    longer keeps and has not given back yet. A refund of everything reverses
+    frozen rows outright. Idempotent (computed on the total). Each
+    distributor who loses commission is told, once per refund. Returns what
+    was taken this time, per distributor. Caller holds the order's lock."""
     at = at or now()
-    changes: dict[int, tuple[int, int]] = {}  # distributor -> (frozen delta, withdrawable delta)
+    whole = refunded_fen >= paid_fen
+    clawbacks = {(r.order_line_id, r.level): r for r in rows_of_order(order.id, CommissionKind.CLAWBACK)}
+    changes: dict[int, list[int]] = {}  # distributor -> [frozen delta, withdrawable delta]
     for row in rows_of_order(order.id):
-        frozen, withdrawable = changes.get(row.distributor_id, (0, 0))
+        if row.state == C.REVERSED.value:
+            continue
+        claw = clawbacks.get((row.order_line_id, row.level))
+        taken_before = -claw.amount_fen if claw is not None else 0
+        target = row.amount_fen - kept_after_refund(row.amount_fen, paid_fen, refunded_fen)
+        delta = target - taken_before
+        if whole and row.state == C.FROZEN.value:  # never paid out: the commission and its clawback are void
+            row.state, row.reversed_at = COMMISSION_STATES.check(row.state, C.REVERSED), at
+            if claw is not None:
+                claw.state, claw.reversed_at = COMMISSION_STATES.check(claw.state, C.REVERSED), at
+            if delta > 0:
+                changes.setdefault(row.distributor_id, [0, 0])[0] -= delta
+            continue
+        if delta <= 0:
+            continue
+        change = changes.setdefault(row.distributor_id, [0, 0])
         if row.state == C.FROZEN.value:
-            row.state = COMMISSION_STATES.check(row.state, C.REVERSED)
-            row.reversed_at = at
-            changes[row.distributor_id] = (frozen - row.amount_fen, withdrawable)
-        elif row.state == C.WITHDRAWABLE.value:
-            taken = db.session.scalars(insert_ignoring_conflict(CommissionRow, {
-                "distributor_id": row.distributor_id, "order_id": order.id, "order_line_id": row.order_line_id,
-                "level": row.level, "kind": CommissionKind.CLAWBACK.value, "base_fen": row.base_fen,
-                "rate_bp": row.rate_bp, "amount_fen": -row.amount_fen, "state": C.WITHDRAWABLE.value,
-                "created_at": at, "settled_at": at,
-            }, ["order_line_id", "level", "kind"]).returning(CommissionRow.id)).one_or_none()
-            if taken is not None:
-                changes[row.distributor_id] = (frozen, withdrawable - row.amount_fen)
+            change[0] -= delta
+        else:
+            change[1] -= delta
+        if claw is None:
+            claw = CommissionRow(distributor_id=row.distributor_id, order_id=order.id,
+                                 order_line_id=row.order_line_id, level=row.level,
+                                 kind=CommissionKind.CLAWBACK.value, base_fen=row.base_fen, rate_bp=row.rate_bp,
+                                 amount_fen=-target, state=row.state, settle_at=row.settle_at, created_at=at,
+                                 settled_at=at if row.state == C.WITHDRAWABLE.value else None)
+            db.session.add(claw)
+        else:
+            claw.amount_fen = -target
+    db.session.flush()
+    taken: dict[int, int] = {}
     for distributor_id, (frozen, withdrawable) in sorted(changes.items()):
         balance = balance_for_update(distributor_id)
         balance.frozen_fen += frozen
         balance.withdrawable_fen += withdrawable
         balance.lifetime_fen += withdrawable
+        taken[distributor_id] = -(frozen + withdrawable)
+        if refund_id is not None:
+            notifications.commission_clawed_back(distributor_id, order, refund_id, taken[distributor_id], at)
+    return taken
+
+
+def reverse_for_refund(order: Order, at: datetime | None = None, refund_id: int | None = None) -> None:
+    """The whole order was refunded: frozen commission is reversed;
+    commission already withdrawable is taken back by a negative row."""
+    take_back(order, order.total_fen, order.total_fen, refund_id=refund_id, at=at)
+
+
+def taken_back(order_id: int) -> dict[tuple[int, int], int]:
+    """What refunds took back so far, per (order line, level): reversed
+    commission counts whole."""
+    out: dict[tuple[int, int], int] = {}
+    for row in rows_of_order(order_id, None):
+        key = (row.order_line_id, row.level)
+        if row.kind == CommissionKind.CLAWBACK.value and row.state != C.REVERSED.value:
+            out[key] = out.get(key, 0) - row.amount_fen
+        elif row.kind == CommissionKind.COMMISSION.value and row.state == C.REVERSED.value:
+            out[key] = out.get(key, 0) + row.amount_fen
+    return out
 
 
 @dataclass(frozen=True)
@@ -221,6 +295,7 @@ def totals_from_rows(distributor_id: int) -> dict[str, int]:
             CommissionRow.distributor_id == distributor_id, *where)))  # SUM(BIGINT) is NUMERIC on PostgreSQL
 
     return {
-        "frozen": total(CommissionRow.kind == "commission", CommissionRow.state == C.FROZEN.value),
+        # A frozen clawback (a partial refund of an order not yet settled) counts against it.
+        "frozen": total(CommissionRow.state == C.FROZEN.value),
         "lifetime": total(CommissionRow.state == C.WITHDRAWABLE.value),
     }

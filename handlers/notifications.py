@@ -14,7 +14,16 @@ no.), amount2 (order amount), amount3 (commission), time4 ·
 commission_settled: amount1, time2 · application_approved: thing1 (shop),
 time2 · application_rejected: thing1 (reason), time2 · withdrawal_paid:
 amount1 (received), time2 · withdrawal_rejected: amount1, thing2 (reason),
-time3. Since 2023 WeChat ignores ``first`` and ``remark``.
+time3 · order_paid: character_string1 (order no.), amount2 (paid), thing3
+(goods), time4 · order_shipped: character_string1 (order no.), thing2
+(carrier), character_string3 (tracking no.), time4 · order_refunded:
+character_string1 (order no.), amount2 (refunded), thing3 (reason), time4 ·
+commission_clawed_back: character_string1 (order no.), amount2 (taken
+back), time3. Since 2023 WeChat ignores ``first`` and ``remark``.
+
+The buyer hears about their own order (paid, shipped, refunded) only when
+they are a WeChat user; a guest outside WeChat has no account to notify and
+reads the same on the order page.
 """
 from __future__ import annotations
 
@@ -109,6 +118,52 @@ def withdrawal_decided(withdrawal: Withdrawal, paid: bool, at: datetime | None =
                f"¥{yuan(withdrawal.amount_fen)} 已退回可提现余额。原因：{withdrawal.reason or '转账未完成'}",
                "withdraw", {"amount1": yuan(withdrawal.amount_fen), "thing2": (withdrawal.reason or "转账未完成")[:20]},
                at)
+
+
+def _buyer(order: Order) -> User | None:
+    return db.session.get(User, order.buyer_id) if order.buyer_id is not None else None
+
+
+def order_paid(order: Order, at: datetime | None = None) -> None:
+    buyer = _buyer(order)
+    if buyer is None:
+        return
+    notify(buyer, K.ORDER_PAID, f"buyer:{order.id}:paid", "付款成功",
+           f"订单 {order.order_no}（{order.title}）已付款 ¥{yuan(order.total_fen)}，商家正在备货",
+           f"orders/{order.order_no}", {"character_string1": order.order_no, "amount2": yuan(order.total_fen),
+                                       "thing3": order.title[:20]}, at)
+
+
+def order_shipped(order: Order, at: datetime | None = None) -> None:
+    buyer = _buyer(order)
+    if buyer is None:
+        return
+    notify(buyer, K.ORDER_SHIPPED, f"buyer:{order.id}:shipped", "订单已发货",
+           f"订单 {order.order_no} 已由 {order.carrier} 发出，运单号 {order.tracking_no}",
+           f"orders/{order.order_no}", {"character_string1": order.order_no, "thing2": (order.carrier or "")[:20],
+                                       "character_string3": order.tracking_no or ""}, at)
+
+
+def order_refunded(order: Order, refund_id: int, amount_fen: int, reason: str, whole: bool,
+                   at: datetime | None = None) -> None:
+    """One notice per refund that reached the buyer (a partial one too)."""
+    buyer = _buyer(order)
+    if buyer is None:
+        return
+    what = "已全额退款" if whole else "已部分退款"
+    notify(buyer, K.ORDER_REFUNDED, f"buyer:refund:{refund_id}", "退款成功",
+           f"订单 {order.order_no} {what} ¥{yuan(amount_fen)}，款项按原路退回。原因：{reason}",
+           f"orders/{order.order_no}", {"character_string1": order.order_no, "amount2": yuan(amount_fen),
+                                       "thing3": reason[:20]}, at)
+
+
+def commission_clawed_back(distributor_id: int, order: Order, refund_id: int, amount_fen: int,
+                           at: datetime | None = None) -> None:
+    """A refund took ``amount_fen`` of this distributor's commission on ``order`` back."""
+    distributor = db.session.get(Distributor, distributor_id)
+    notify(distributor.user, K.COMMISSION_CLAWED_BACK, f"clawback:{refund_id}:{distributor_id}", "佣金因退款扣回",
+           f"订单 {order.order_no} 退款，扣回佣金 ¥{yuan(amount_fen)}", "income",
+           {"character_string1": order.order_no, "amount2": yuan(amount_fen)}, at)
 
 
 def unread_count(user: User) -> int:

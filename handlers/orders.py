@@ -22,7 +22,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from models import (ORDER_STATES, Address, Distributor, Order, OrderLine, OrderStatus, Product, Unit, User, db)
 
-from . import commissions, outbox, referrals, settings, units
+from . import audit, commissions, notifications, outbox, referrals, settings, units
 from .applications import MOBILE
 from .clock import now
 from .errors import Conflict, DomainError, Forbidden, NotFound
@@ -350,19 +350,43 @@ def expire(order_no: str, at: datetime | None = None) -> Order | None:
     return cancel_order(order_no, "超时未付款", at)
 
 
-def ship_order(order_no: str, carrier: str, tracking_no: str, at: datetime | None = None) -> Order:
+# The carriers a Chinese shop ships with most; the admin's form offers these
+# and "其他" (any other name, typed).
+CARRIERS = ("顺丰速运", "中通快递", "圆通速递", "韵达快递", "申通快递", "极兔速递", "京东物流", "EMS",
+            "邮政快递包裹", "德邦快递")
+TRACKING_NO = re.compile(r"^[A-Za-z0-9-]{6,40}$")
+SHIP_FIELDS = ("status", "carrier", "tracking_no", "shipped_at", "auto_confirm_at")
+
+
+def ship_order(order_no: str, carrier: str, tracking_no: str, *, actor: audit.Actor,
+               at: datetime | None = None) -> Order:
+    """The merchant hands the goods to ``carrier``. Sent again with the same
+    carrier and tracking number (a double click), it is the same shipment:
+    the order comes back unchanged, audited and announced once."""
     at = at or now()
     carrier, tracking_no = " ".join((carrier or "").split()), (tracking_no or "").strip()
-    if not 1 <= len(carrier) <= 32 or not re.fullmatch(r"[A-Za-z0-9-]{6,40}", tracking_no):
+    if not 1 <= len(carrier) <= 32 or not TRACKING_NO.match(tracking_no):
         raise DomainError("请填写快递公司和运单号（6-40 位字母或数字）")
     found = find_order(order_no, lock=True)
-    if found is not None and found.status == S.REFUNDING.value:
+    if found is None:
+        raise NotFound("订单不存在")
+    if found.status in (S.SHIPPED.value, S.COMPLETED.value):
+        if found.carrier == carrier and found.tracking_no == tracking_no:
+            return found  # the same shipment again
+        raise Conflict(f"订单已发货（{found.carrier} {found.tracking_no}），不能再次发货")
+    if found.status == S.REFUNDING.value:
         # REFUNDING -> SHIPPED is the way back of a refused refund of a
         # shipped order, not a shipment: an open refund ships nothing.
         raise Conflict("订单退款中，不能发货")
+    if found.status == S.PENDING.value:
+        raise Conflict("订单还未付款，不能发货")
+    before = audit.snapshot(found, SHIP_FIELDS)
     order = _move(order_no, S.SHIPPED)
     order.carrier, order.tracking_no, order.shipped_at = carrier, tracking_no, at
     order.auto_confirm_at = at + timedelta(days=settings.section("orders")["auto_confirm_days"])
+    audit.record(actor, "order.ship", "order", order_no, before=before, after=audit.snapshot(order, SHIP_FIELDS),
+                 at=at)
+    notifications.order_shipped(order, at)
     outbox.after_commit_at(order.auto_confirm_at, "pay.jobs.auto_confirm", order_no,
                            job_id=f"confirm-{order_no}")
     return order

@@ -26,6 +26,7 @@ No money is kept that the order cannot keep (issue 9, item 5):
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -37,9 +38,10 @@ from sqlalchemy.exc import IntegrityError
 from models import (NoticeVerdict, Order, OrderStatus, PayChannel, Payment, PaymentNotice, Refund, RefundOrigin,
                     RefundStatus, db)
 
-from . import commissions, orders, outbox
+from . import audit, commissions, notifications, orders, outbox
 from .clock import now
 from .errors import Conflict, DomainError, NotFound
+from .money import yuan
 
 log = logging.getLogger(__name__)
 S = OrderStatus
@@ -166,6 +168,7 @@ def mark_paid(trade: GatewayTrade, body: str = "", kind: str = "pay", at: dateti
         order.paid_at, order.pay_channel, order.transaction_id = at, trade.channel.value, trade.transaction_id
         order.cancelled_at = order.cancel_reason = None
         commissions.post_for_order(order, at)
+        notifications.order_paid(order, at)
         # The buyer may have started the other gateway too: close it, so it
         # cannot take a second payment.
         orders.close_gateway_trades(order)
@@ -224,22 +227,89 @@ def sync_with_gateway(order_no: str, gateway: Gateway) -> Order:
     return order
 
 
-def start_refund(order_no: str, reason: str, at: datetime | None = None) -> Refund:
+REFUND_KEY = re.compile(r"^[A-Za-z0-9_-]{8,24}$")
+MAX_REFUND_REASON = 80
+OPEN = (RefundStatus.PENDING.value, RefundStatus.ABNORMAL.value)
+
+
+def refunds_of(order_id: int) -> list[Refund]:
+    """Every refund of the order, oldest first (the buyer's and the staff's pages)."""
+    return list(db.session.scalars(select(Refund).where(Refund.order_id == order_id).order_by(Refund.id)))
+
+
+def refundable_fen(order: Order) -> int:
+    """What can still be refunded of the order's payment: its amount less the
+    refunds that went through or are on their way."""
+    payment = kept_payment(order.id)
+    if payment is None:
+        return 0
+    held = sum(r.amount_fen for r in refunds_of(order.id)
+               if r.payment_id == payment.id and r.status != RefundStatus.FAILED.value)
+    return payment.amount_fen - held
+
+
+def new_refund_key() -> str:
+    """The refund form's one-time key (``start_refund``'s ``request_key``)."""
+    return secrets.token_urlsafe(12)
+
+
+def start_refund(order_no: str, reason: str, *, actor: audit.Actor, amount_fen: int | None = None,
+                 request_key: str | None = None, at: datetime | None = None) -> Refund:
+    """Give the buyer ``amount_fen`` (default: all that is left) back through
+    the order's gateway. Refunds may follow one another until the payment is
+    all refunded; the one that refunds what is left moves the order to
+    REFUNDING (and, on success, REFUNDED), a smaller one leaves the order
+    where it is and, on success, takes commission back in proportion
+    (handlers.commissions). One refund at a time: a new one waits until the
+    gateway has answered the last. ``request_key`` (the form's one-time key)
+    is part of the refund number, so the same form sent twice is one refund."""
     reason = " ".join((reason or "").split())
-    if not 1 <= len(reason) <= 80:
-        raise DomainError("请写明退款原因（80 字以内）")
+    if not 1 <= len(reason) <= MAX_REFUND_REASON:
+        raise DomainError(f"请写明退款原因（{MAX_REFUND_REASON} 字以内）")
+    if request_key is not None and not REFUND_KEY.match(request_key):
+        raise DomainError("页面已过期，请刷新后再提交")
+    if amount_fen is not None and amount_fen <= 0:
+        raise DomainError("退款金额必须大于 0")
     order = orders.find_order(order_no, lock=True)
     if order is None:
         raise NotFound("订单不存在")
-    previous = order.status
-    orders.transition(order, S.REFUNDING)
-    payment = kept_payment(order.id)
+    if request_key is not None:
+        earlier = find_refund(f"R{order.order_no}{request_key}")
+        if earlier is not None:
+            return earlier  # the same form sent again: that refund, nothing new
+    if order.status in (S.PENDING.value, S.CANCELLED.value):
+        raise Conflict("订单未付款，没有可退的钱")
+    if order.status == S.REFUNDING.value:
+        raise Conflict("订单正在全额退款中")
+    if order.status == S.REFUNDED.value:
+        raise Conflict("订单已全额退款")
+    payment = kept_payment(order.id, lock=True)
     if not order.pay_channel or payment is None:
         raise Conflict("订单没有付款记录")
-    refund = Refund(order_id=order.id, payment_id=payment.id, out_refund_no=_refund_no(order),
-                    amount_fen=payment.amount_fen, reason=reason, return_to=previous, created_at=at or now())
+    mine = [r for r in db.session.scalars(select(Refund).where(Refund.payment_id == payment.id)
+                                          .with_for_update().execution_options(populate_existing=True))]
+    if any(r.status in OPEN for r in mine):
+        raise Conflict("上一笔退款还在处理中，请等支付平台答复后再退")
+    left = payment.amount_fen - sum(r.amount_fen for r in mine if r.status == RefundStatus.SUCCEEDED.value)
+    amount = left if amount_fen is None else amount_fen
+    if left <= 0:
+        raise Conflict("订单已全额退款")
+    if amount > left:
+        raise DomainError(f"退款金额超过可退金额 ¥{yuan(left)}")
+    whole = amount == left
+    previous = order.status
+    if whole:
+        orders.transition(order, S.REFUNDING)
+    number = f"R{order.order_no}{request_key}" if request_key else _refund_no(order)
+    refund = Refund(order_id=order.id, payment_id=payment.id, out_refund_no=number, partial=not whole,
+                    amount_fen=amount, reason=reason, return_to=previous if whole else None, created_at=at or now())
     db.session.add(refund)
     db.session.flush()
+    audit.record(actor, "order.refund", "order", order.order_no,
+                 before={"status": previous, "refundable_fen": left},
+                 after={"status": order.status, "out_refund_no": refund.out_refund_no, "amount_fen": amount,
+                        "partial": not whole, "refundable_fen": left - amount},
+                 reason=reason, at=at)
     outbox.after_commit("pay.jobs.request_refund", refund.out_refund_no, job_id=f"refund-{refund.out_refund_no}")
     return refund
 
@@ -283,7 +353,11 @@ def finish_refund(channel: PayChannel, out_refund_no: str, succeeded: bool, amou
     if succeeded:
         refund.status = RefundStatus.SUCCEEDED.value
         if refund.return_to is not None:
-            _refunded(order, refund.return_to, at)
+            _refunded(order, refund.return_to, at, refund.id)
+        elif refund.partial:
+            _partly_refunded(order, refund, at)
+        notifications.order_refunded(order, refund.id, refund.amount_fen, refund.reason,
+                                     whole=refund.return_to is not None, at=at)
     else:
         refund.status = RefundStatus.FAILED.value
         if refund.return_to is not None:
@@ -296,7 +370,7 @@ def finish_refund(channel: PayChannel, out_refund_no: str, succeeded: bool, amou
     return Outcome(NoticeVerdict.ACCEPTED, "", order)
 
 
-def _refunded(order: Order, was: str, at: datetime) -> None:
+def _refunded(order: Order, was: str, at: datetime, refund_id: int | None = None) -> None:
     """The order's money is back with the buyer: refunded, its unshipped
     stock returned, its commission reversed or clawed back."""
     if order.status != S.REFUNDING.value:
@@ -305,7 +379,28 @@ def _refunded(order: Order, was: str, at: datetime) -> None:
     order.refunded_at = at
     if was == S.PAID.value:  # never shipped: the goods are still here
         orders.restore_stock(order)
-    commissions.reverse_for_refund(order, at)
+    commissions.reverse_for_refund(order, at, refund_id)
+
+
+def _partly_refunded(order: Order, refund: Refund, at: datetime) -> None:
+    """A partial refund of ours went through: the order stays where it is;
+    commission is taken back in proportion to all our refunds so far (a
+    partial one made in a gateway's console is not ours to apportion)."""
+    payment = db.session.get(Payment, refund.payment_id) if refund.payment_id else None
+    if payment is None or payment.duplicate:
+        return
+    refunded = sum(r.amount_fen for r in refunds_of(order.id)
+                   if r.payment_id == payment.id and r.status == RefundStatus.SUCCEEDED.value
+                   and r.origin != RefundOrigin.GATEWAY.value)
+    commissions.take_back(order, refunded, payment.amount_fen, refund_id=refund.id, at=at)
+
+
+def refunded_before(refund: Refund) -> int:
+    """What other refunds of the same payment gave back already (Alipay
+    answers a refund with the trade's refunded total)."""
+    return sum(r.amount_fen for r in db.session.scalars(select(Refund).where(
+        Refund.payment_id == refund.payment_id, Refund.id != refund.id,
+        Refund.status == RefundStatus.SUCCEEDED.value)))
 
 
 def refund_notified(channel: PayChannel, out_refund_no: str, status: str, amount_fen: int, *,
@@ -392,8 +487,9 @@ def refunded_at_gateway(channel: PayChannel, out_trade_no: str, transaction_id: 
                   "commission are unchanged: the merchant decides (flask --app wsgi refunds list)",
                   order.order_no, amount_fen, payment.amount_fen, channel.value, out_refund_no)
     elif was is not None:
-        _refunded(order, was, at)
+        _refunded(order, was, at, refund.id)
         log.warning("order %s refunded at %s outside the shop (%s)", order.order_no, channel.value, out_refund_no)
+    notifications.order_refunded(order, refund.id, amount_fen, refund.reason, whole=whole, at=at)
     record_notice(channel, "refund", out_refund_no, NoticeVerdict.ACCEPTED,
                   "at the gateway" + ("" if whole else ", partial"), body)
     return Outcome(NoticeVerdict.ACCEPTED, "", order)

@@ -19,6 +19,11 @@ class NotificationKind(str, enum.Enum):
     APPLICATION_REJECTED = "application_rejected"
     WITHDRAWAL_PAID = "withdrawal_paid"
     WITHDRAWAL_REJECTED = "withdrawal_rejected"
+    # The buyer's own orders (issue 10, item 7), and a refund taking commission back.
+    ORDER_PAID = "order_paid"
+    ORDER_SHIPPED = "order_shipped"
+    ORDER_REFUNDED = "order_refunded"
+    COMMISSION_CLAWED_BACK = "commission_clawed_back"
 
 
 class Notification(Base):

@@ -54,6 +54,14 @@ class Order(Base):
         Index("ix_orders_buyer_id_id", "buyer_id", "id"),
         Index("ix_orders_unit_id_id", "unit_id", "id"),
         Index("ix_orders_status_expires_at", "status", "expires_at"),
+        # The staff's order list (handlers.order_search): newest first by id
+        # within each filter, so a page is an index range scan at any size.
+        Index("ix_orders_status_id", "status", "id"),
+        Index("ix_orders_distributor_id_id", "distributor_id", "id"),
+        Index("ix_orders_parent_distributor_id_id", "parent_distributor_id", "id"),
+        Index("ix_orders_receiver_mobile_id", "receiver_mobile", "id"),
+        Index("ix_orders_created_at", "created_at"),
+        Index("ix_orders_paid_at", "paid_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

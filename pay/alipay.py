@@ -72,6 +72,13 @@ def subject_of(order: Order) -> str:
     return _SUBJECT_FORBIDDEN.sub(" ", order.title).strip()[:256] or "商品"
 
 
+def _fen_or_none(text: str) -> int | None:
+    try:
+        return yuan_to_fen(text)
+    except ValueError:
+        return None
+
+
 class AlipayGateway:
     """The Alipay side of handlers.payments.Gateway, plus what the pages need."""
 
@@ -206,22 +213,23 @@ class AlipayGateway:
         if code == "10000":
             if resp.get("out_trade_no") != order.order_no:
                 raise AlipayError(f"refund {refund.out_refund_no} answered about {resp.get('out_trade_no')}")
-            if resp.get("fund_change") == "Y":
-                # Whole-order refunds: the trade's refunded total is this refund.
-                amount_text = resp.get("refund_fee", "")
-            else:
-                # No money moved by this call (a repeated out_request_no, or still
-                # in progress): Alipay says to confirm with the refund query.
+            # ``refund_fee`` is the trade's refunded total: this refund is what
+            # it adds to the refunds of this payment that went before. When
+            # that does not add up (no money moved by this call — a repeated
+            # out_request_no, still in progress — or a console refund we have
+            # not heard of), the refund query says what this request refunded.
+            amount = _fen_or_none(resp.get("refund_fee", "")) if resp.get("fund_change") == "Y" else None
+            if amount is not None:
+                amount -= payments.refunded_before(refund)
+            if amount != refund.amount_fen:
                 resp = self._call("api_alipay_trade_fastpay_refund_query", out_request_no=refund.out_refund_no,
                                   out_trade_no=order.order_no)
                 body = json.dumps(resp, ensure_ascii=False)
                 if resp.get("code") != "10000" or resp.get("refund_status") != "REFUND_SUCCESS":
                     raise AlipayError(f"refund {refund.out_refund_no} not confirmed yet: {resp.get('sub_code')}")
-                amount_text = resp.get("refund_amount", "")
-            try:
-                amount = yuan_to_fen(amount_text)
-            except ValueError as exc:
-                raise AlipayError(f"refund {refund.out_refund_no}: bad amount {amount_text!r}") from exc
+                amount = _fen_or_none(resp.get("refund_amount", ""))
+                if amount is None:
+                    raise AlipayError(f"refund {refund.out_refund_no}: bad amount {resp.get('refund_amount')!r}")
             payments.finish_refund(self.channel, refund.out_refund_no, True, amount,
                                    gateway_refund_id=resp.get("trade_no", ""), body=body)
         elif code == "40004" and sub_code not in RETRY_SUB_CODES:
