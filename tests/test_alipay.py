@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import func, select
 from werkzeug.datastructures import ImmutableMultiDict
 
+from handlers.audit import SYSTEM
 from handlers import catalogue, orders, outbox, payments
 from models import Order, Payment, Refund, db
 from pay.alipay import AlipayError, AlipayGateway, fen_to_yuan, yuan_to_fen
@@ -494,7 +495,7 @@ def _paid_at_cashier(gw, order_no: str, base: str) -> str:
 def test_refund_through_the_job_refunds_the_order(gw, make_order, base, jobs):
     order_no = make_order(1990, 2)
     trade_no = _paid_at_cashier(gw, order_no, base)
-    refund = payments.start_refund(order_no, "买家不想要了")
+    refund = payments.start_refund(order_no, "买家不想要了", actor=SYSTEM)
     outbox.commit()
     out_refund_no = refund.out_refund_no
     jobs.run()
@@ -517,7 +518,7 @@ def test_a_refund_whose_answer_was_lost_is_confirmed_on_retry(gw, make_order, ba
     fund_change N for the same out_request_no and confirms by the refund query."""
     order_no = make_order()
     trade_no = _paid_at_cashier(gw, order_no, base)
-    refund = payments.start_refund(order_no, "测试退款")
+    refund = payments.start_refund(order_no, "测试退款", actor=SYSTEM)
     db.session.commit()  # the job has not run yet
     lost = gw.client.api_alipay_trade_refund(refund_amount="19.90", out_trade_no=order_no,
                                              out_request_no=refund.out_refund_no)
@@ -532,7 +533,7 @@ def test_a_refund_alipay_refuses_puts_the_order_back(make_order, settings, base,
     order_no = make_order()
     # Paid by a notification whose trade the gateway does not know.
     assert post_notice(base, genuine(notice(settings, order_no))).text == "success"
-    refund = payments.start_refund(order_no, "测试退款")
+    refund = payments.start_refund(order_no, "测试退款", actor=SYSTEM)
     outbox.commit()
     out_refund_no = refund.out_refund_no
     jobs.run()
@@ -543,7 +544,7 @@ def test_a_refund_alipay_refuses_puts_the_order_back(make_order, settings, base,
 def test_a_refund_without_an_answer_is_retried_not_failed(gw, make_order, base):
     order_no = make_order()
     _paid_at_cashier(gw, order_no, base)
-    refund = payments.start_refund(order_no, "测试退款")
+    refund = payments.start_refund(order_no, "测试退款", actor=SYSTEM)
     db.session.commit()  # not through the outbox: this test asks the gateway itself
     unreachable = AlipayGateway.from_settings()
     unreachable.client._gateway = closed_port_url("/gateway.do")

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from distribution_helpers import make_distributor, make_user
+from handlers.audit import SYSTEM
 from handlers import catalogue, commissions, orders, outbox, payments, referrals, withdrawals
 from handlers.clock import now
 from handlers.errors import Conflict, DomainError
@@ -46,7 +47,7 @@ def paid_order(user, items, at=T0):
 
 
 def complete(order, at):
-    orders.ship_order(order.order_no, "顺丰速运", "SF1234567890", at=at)
+    orders.ship_order(order.order_no, "顺丰速运", "SF1234567890", at=at, actor=SYSTEM)
     orders.confirm_receipt(order.order_no, at=at)
     outbox.commit()
 
@@ -191,7 +192,7 @@ def test_a_refund_before_settlement_reverses(app):
 
 
 def refund(order):
-    payments.start_refund(order.order_no, "质量问题")
+    payments.start_refund(order.order_no, "质量问题", actor=SYSTEM)
     outbox.commit()
     r = db.session.scalars(select(Refund).where(Refund.order_id == order.id, Refund.status == "pending")).one()
     assert payments.finish_refund(PayChannel.WECHATPAY, r.out_refund_no, True, r.amount_fen).ok
@@ -212,7 +213,7 @@ def test_a_refund_after_settlement_claws_back_and_blocks_withdrawal(app, setting
     withdrawals.pay_manually(w.id, "银行流水 20261125001")
     outbox.commit()
     # The order is returned after the money was paid out: take it back.
-    payments.start_refund(first.order_no, "退货")  # shipped orders can be refunded
+    payments.start_refund(first.order_no, "退货", actor=SYSTEM)  # shipped orders can be refunded
     outbox.commit()
     r = db.session.scalars(select(Refund)).one()
     payments.finish_refund(PayChannel.WECHATPAY, r.out_refund_no, True, r.amount_fen)

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 
 from app.extensions import redis_store
 from distribution_helpers import make_distributor, make_user
+from handlers.audit import SYSTEM
 from handlers import catalogue, commissions, orders, outbox, payments, referrals, settings, withdrawals
 from handlers.clock import now
 from handlers.errors import DomainError
@@ -120,10 +121,10 @@ def test_no_fen_is_created_or_lost(app, steps):
                 order = all_orders[op[1] % len(all_orders)]
                 if kind == "complete":
                     if order.status == "paid":
-                        orders.ship_order(order.order_no, "顺丰速运", "SF1234567890", at=clock)
+                        orders.ship_order(order.order_no, "顺丰速运", "SF1234567890", at=clock, actor=SYSTEM)
                     orders.confirm_receipt(order.order_no, at=clock)
                 else:
-                    refund = payments.start_refund(order.order_no, "退款", at=clock)
+                    refund = payments.start_refund(order.order_no, "退款", at=clock, actor=SYSTEM)
                     outbox.commit()
                     payments.finish_refund(PayChannel.WECHATPAY, refund.out_refund_no, txn % 3 != 0,
                                            refund.amount_fen, at=clock)

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from distribution_helpers import make_distributor, make_user
+from handlers.audit import SYSTEM
 from handlers import catalogue, orders, outbox, payments
 from handlers.clock import now
 from handlers.errors import DomainError, NotFound
@@ -215,11 +216,11 @@ def order_in(state: OrderStatus) -> Order:
     elif state is not S.PENDING:
         pay(order)
         if state in (S.SHIPPED, S.COMPLETED):
-            orders.ship_order(no, "顺丰速运", "SF1234567890")
+            orders.ship_order(no, "顺丰速运", "SF1234567890", actor=SYSTEM)
         if state is S.COMPLETED:
             orders.confirm_receipt(no)
         if state in (S.REFUNDING, S.REFUNDED):
-            payments.start_refund(no, "不想要了")
+            payments.start_refund(no, "不想要了", actor=SYSTEM)
         if state is S.REFUNDED:
             outbox.commit()
             refund = db.session.scalars(select(Refund)).one()
@@ -241,9 +242,9 @@ def _refund_answer(no: str, succeeded: bool):
 MOVES = {
     S.PAID: lambda no: payments.mark_paid(GatewayTrade(PayChannel.WECHATPAY, no, True, "t-x", 1990, None)),
     S.CANCELLED: lambda no: orders.cancel_order(no, "test"),
-    S.SHIPPED: lambda no: orders.ship_order(no, "顺丰速运", "SF1234567890"),
+    S.SHIPPED: lambda no: orders.ship_order(no, "顺丰速运", "SF1234567890", actor=SYSTEM),
     S.COMPLETED: lambda no: orders.confirm_receipt(no),
-    S.REFUNDING: lambda no: payments.start_refund(no, "不想要了"),
+    S.REFUNDING: lambda no: payments.start_refund(no, "不想要了", actor=SYSTEM),
     S.REFUNDED: lambda no: _refund_answer(no, True),
 }
 # Leaving REFUNDING for where it came from is the gateway refusing the refund.
@@ -283,7 +284,7 @@ def test_every_move_from_every_state(app, start, wanted):
 
 def test_a_refused_refund_of_a_shipped_order_leaves_it_shipped(app):
     order = order_in(S.SHIPPED)
-    payments.start_refund(order.order_no, "不想要了")
+    payments.start_refund(order.order_no, "不想要了", actor=SYSTEM)
     outbox.commit()
     _refund_answer(order.order_no, False)
     outbox.commit()
@@ -321,7 +322,7 @@ def test_shipping_needs_a_carrier_and_tracking_number(app):
     order = order_in(S.PAID)
     for carrier, tracking in (("", "SF1234567890"), ("顺丰", ""), ("顺丰", "12"), ("顺丰", "<script>alert</script>")):
         with pytest.raises(DomainError):
-            orders.ship_order(order.order_no, carrier, tracking)
+            orders.ship_order(order.order_no, carrier, tracking, actor=SYSTEM)
         outbox.rollback()
 
 
@@ -343,7 +344,7 @@ def test_an_unpaid_order_is_cancelled_after_the_timeout_and_its_stock_returns(ap
 
 def test_a_shipped_order_is_confirmed_after_auto_confirm_days(app, settings):
     order = order_in(S.PAID)
-    orders.ship_order(order.order_no, "顺丰速运", "SF1234567890", at=T0)
+    orders.ship_order(order.order_no, "顺丰速运", "SF1234567890", at=T0, actor=SYSTEM)
     outbox.commit()
     days = timedelta(days=settings["orders"]["auto_confirm_days"])
     assert orders.sweep(at=T0 + days - timedelta(minutes=1)) == (0, 0)
@@ -453,14 +454,14 @@ def test_refund_success_returns_unshipped_stock_and_failure_goes_back(app):
     p = product(stock=5)
     order = place(items={p.id: 2})
     pay(order)
-    refund = payments.start_refund(order.order_no, "不想要了")
+    refund = payments.start_refund(order.order_no, "不想要了", actor=SYSTEM)
     outbox.commit()
     assert payments.finish_refund(PayChannel.WECHATPAY, refund.out_refund_no, False, refund.amount_fen).ok
     outbox.commit()
     db.session.refresh(order)
     assert order.status == "paid"
     assert stock_of(p) == 3
-    refund = payments.start_refund(order.order_no, "不想要了")
+    refund = payments.start_refund(order.order_no, "不想要了", actor=SYSTEM)
     outbox.commit()
     payments.finish_refund(PayChannel.WECHATPAY, refund.out_refund_no, True, refund.amount_fen)
     outbox.commit()
@@ -482,7 +483,7 @@ def test_a_refund_of_a_different_amount_is_refused(app):
 def test_refund_needs_a_reason(app):
     order = order_in(S.PAID)
     with pytest.raises(DomainError):
-        payments.start_refund(order.order_no, " ")
+        payments.start_refund(order.order_no, " ", actor=SYSTEM)
     outbox.rollback()
 
 
@@ -548,7 +549,7 @@ def test_a_second_payment_is_kept_as_a_duplicate_and_refunded(app):
     outbox.commit()
     db.session.refresh(order)
     assert order.status == "paid"
-    assert payments.start_refund(order.order_no, "不想要了").payment_id != refund.payment_id
+    assert payments.start_refund(order.order_no, "不想要了", actor=SYSTEM).payment_id != refund.payment_id
     outbox.commit()
 
 
@@ -566,7 +567,7 @@ def test_cancelling_twice_or_refunding_after_cancel_returns_stock_once(app):
 def test_a_shipment_waits_for_an_open_refund(app):
     order = order_in(S.REFUNDING)
     with pytest.raises(DomainError, match="退款中"):
-        orders.ship_order(order.order_no, "顺丰速运", "SF1234567890")
+        orders.ship_order(order.order_no, "顺丰速运", "SF1234567890", actor=SYSTEM)
     outbox.rollback()
     db.session.refresh(order)
     assert order.status == "refunding"
