@@ -15,6 +15,7 @@ import requests
 from sqlalchemy import func, select
 
 from distribution_helpers import make_distributor, make_user
+from handlers.audit import SYSTEM
 from handlers import catalogue, commissions, notifications, orders, outbox, payments, referrals, withdrawals
 from handlers.clock import CHINA, now
 from handlers.payments import GatewayTrade
@@ -83,7 +84,7 @@ def paid_order(user, items, at=None):
 
 
 def complete(order, at=None):
-    orders.ship_order(order.order_no, "顺丰速运", "SF1234567890", at=at)
+    orders.ship_order(order.order_no, "顺丰速运", "SF1234567890", at=at, actor=SYSTEM)
     orders.confirm_receipt(order.order_no, at=at)
     outbox.commit()
 
@@ -95,7 +96,7 @@ def settle_everything(settings):
 
 
 def refund(order):
-    payments.start_refund(order.order_no, "退货")
+    payments.start_refund(order.order_no, "退货", actor=SYSTEM)
     outbox.commit()
     r = db.session.scalars(select(Refund).where(Refund.order_id == order.id, Refund.status == "pending")).one()
     assert payments.finish_refund(PayChannel.WECHATPAY, r.out_refund_no, True, r.amount_fen).ok

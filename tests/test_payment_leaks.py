@@ -22,6 +22,7 @@ import requests
 from sqlalchemy import func, select
 
 from distribution_helpers import make_distributor, make_user
+from handlers.audit import SYSTEM
 from handlers import catalogue, commissions, orders, outbox, referrals
 from handlers.errors import DomainError
 from models import CommissionRow, Order, Payment, Product, Refund, Source, db
@@ -330,7 +331,7 @@ def test_an_abnormal_refund_stays_open_until_it_succeeds(shop, jobs, base, app):
     said = requests.post(f"{base}/sandbox/pay/wechatpay/console/refund-outcome",
                          json={"out_trade_no": order.order_no, "outcome": "ABNORMAL"}, timeout=30)
     assert said.status_code == 204
-    refund = payments.start_refund(order.order_no, "买家退货")
+    refund = payments.start_refund(order.order_no, "买家退货", actor=SYSTEM)
     out_refund_no = refund.out_refund_no
     outbox.commit()
     drain(jobs)
@@ -339,7 +340,7 @@ def test_an_abnormal_refund_stays_open_until_it_succeeds(shop, jobs, base, app):
     assert frozen_of(distributor) > 0 and stock_of(p) == 3  # nothing given back yet
     assert out_refund_no in refunds_listed(app) and "abnormal" in refunds_listed(app, "--status", "abnormal")
     with pytest.raises(DomainError, match="退款中"):
-        orders.ship_order(order.order_no, "顺丰速运", "SF1234567890")
+        orders.ship_order(order.order_no, "顺丰速运", "SF1234567890", actor=SYSTEM)
     outbox.rollback()
     # WeChat Pay says ABNORMAL again: nothing changes.
     assert sandbox_wx.notify_refund(sandbox_wx.load_refund(sandbox_wx.conf()["mchid"], out_refund_no)) == "HTTP 204"
@@ -384,7 +385,7 @@ def test_a_console_refund_of_a_completed_order_claws_the_commission_back(shop, j
     distributor, customer = shop
     order = place(customer, product())
     paid_by_wechat(order, customer.openid, jobs)
-    orders.ship_order(order.order_no, "顺丰速运", "SF1234567890")
+    orders.ship_order(order.order_no, "顺丰速运", "SF1234567890", actor=SYSTEM)
     outbox.commit()
     done = orders.confirm_receipt(order.order_no)
     at = done.completed_at + timedelta(days=30)
@@ -457,7 +458,7 @@ def test_our_own_alipay_refund_notified_back_is_not_counted_twice(shop, jobs, ba
     p = product(stock=5)
     order = place(customer, p)
     paid_by_alipay(order, base, jobs)
-    refund = payments.start_refund(order.order_no, "买家不想要了")
+    refund = payments.start_refund(order.order_no, "买家不想要了", actor=SYSTEM)
     out_refund_no = refund.out_refund_no
     outbox.commit()
     drain(jobs)

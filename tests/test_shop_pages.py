@@ -16,6 +16,7 @@ from werkzeug.serving import make_server
 
 from distribution_helpers import make_distributor
 from conftest import needs_postgres
+from handlers.audit import SYSTEM
 from handlers import catalogue, orders, outbox, payments, referrals, units
 from handlers.payments import GatewayTrade
 from models import Order, PayChannel, Product, UnitProduct, User, db
@@ -625,11 +626,11 @@ def test_my_orders_by_state(app, person, base, catalogue_items):
     mark_paid_by_gateway(fresh(paid.order_no))
     shipped = buy(buyer, base, catalogue_items[1])
     mark_paid_by_gateway(fresh(shipped.order_no))
-    orders.ship_order(shipped.order_no, "中通快递", "ZT20240001")
+    orders.ship_order(shipped.order_no, "中通快递", "ZT20240001", actor=SYSTEM)
     outbox.commit()
     done = buy(buyer, base, catalogue_items[0])
     mark_paid_by_gateway(fresh(done.order_no))
-    orders.ship_order(done.order_no, "中通快递", "ZT20240002")
+    orders.ship_order(done.order_no, "中通快递", "ZT20240002", actor=SYSTEM)
     orders.confirm_receipt(done.order_no)
     outbox.commit()
     refunding = buy(buyer, base, catalogue_items[0])

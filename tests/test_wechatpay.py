@@ -25,6 +25,7 @@ from sqlalchemy import func, select
 from wechatpayv3 import WeChatPay, WeChatPayType
 
 from distribution_helpers import make_user
+from handlers.audit import SYSTEM
 from handlers import catalogue, orders, outbox, payments
 from handlers.errors import DomainError
 from models import Order, Payment, Product, Refund, db
@@ -547,7 +548,7 @@ def test_refund_through_the_job_and_its_notification(gw, make_order, buyer, base
     order = make_order(1990, 2, stock=10)
     _paid_at_cashier(gw, order, buyer.openid, base)
     assert stock_of(order) == 8
-    refund = payments.start_refund(order.order_no, "买家不想要了")
+    refund = payments.start_refund(order.order_no, "买家不想要了", actor=SYSTEM)
     out_refund_no = refund.out_refund_no
     outbox.commit()
     jobs.run()  # the request_refund job, then the gateway's REFUND.SUCCESS notification
@@ -574,7 +575,7 @@ def test_a_refused_refund_request_raises_for_a_retry(gw, make_order, buyer, base
     order = make_order()
     # Paid by a notification whose trade the gateway never saw: it cannot refund it.
     assert post(base, notification(resource(settings, order))).status_code == 204
-    refund = payments.start_refund(order.order_no, "测试退款")
+    refund = payments.start_refund(order.order_no, "测试退款", actor=SYSTEM)
     db.session.commit()  # not through the outbox: this test asks the gateway itself
     with pytest.raises(WeChatPayError) as refused:
         gw.refund(fresh(order.order_no), db.session.get(Refund, refund.id))
@@ -590,7 +591,7 @@ def test_a_refused_refund_request_raises_for_a_retry(gw, make_order, buyer, base
 def _pending_refund(gw, make_order, buyer, base) -> tuple[Order, Refund]:
     order = make_order(1990, 1, stock=5)
     _paid_at_cashier(gw, order, buyer.openid, base)
-    refund = payments.start_refund(order.order_no, "测试退款")
+    refund = payments.start_refund(order.order_no, "测试退款", actor=SYSTEM)
     db.session.commit()  # the job is not queued: the notifications below are all there is
     return order, refund
 
