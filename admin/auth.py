@@ -141,6 +141,18 @@ def login():
     return response
 
 
+@bp.errorhandler(429)
+def too_many_tries(exc):
+    """The limit's own message (which limit was hit), on the login form itself;
+    app/errors.py's page would say only "too many tries"."""
+    if request.endpoint == "admin.login" and not is_htmx():
+        return render_template("admin/login.html", form=LoginForm(), error=exc.description), 429
+    message = "尝试次数过多，请稍后再试"
+    if is_htmx():
+        return render_template("admin/_alert.html", message=message, kind="error"), 429
+    return render_template("admin/error.html", status=429, message=message), 429
+
+
 @bp.post("/logout")
 @requires("dashboard.view")
 def logout():

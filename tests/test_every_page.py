@@ -8,9 +8,16 @@ answer 5xx. Then every link, image and form on every page that rendered is
 followed: a link that leads to a 404 or a 5xx, or a form whose action no
 route takes, is a broken page too.
 
+The merchant's staff walk too, one browser per role logged in at
+/admin/login: every admin page their role may see must render, the others
+answer 403, and an htmx ``hx-get`` is followed like a link while an
+``hx-post`` must name a POST route.
+
 A new route with arguments fails ``test_every_route_with_arguments_can_be_walked``
 until ``FILL`` says how to reach it, so a renamed endpoint or a new page
-cannot slip through. The suite runs this on SQLite and on PostgreSQL + Redis.
+cannot slip through; admin routes are filled by their arguments' names
+(``ADMIN_ARGS``), so a new admin page is walked as soon as it exists. The
+suite runs this on SQLite and on PostgreSQL + Redis.
 """
 from __future__ import annotations
 
@@ -25,8 +32,11 @@ from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import RequestRedirect
 
-from distribution_helpers import make_distributor
-from handlers import catalogue, notifications, outbox, payments, withdrawals
+from admin_helpers import PASSWORD, ROLES
+from admin_helpers import log_in as admin_log_in
+from distribution_helpers import make_distributor, make_user
+from handlers import applications, audit, catalogue, notifications, outbox, payments, withdrawals
+from handlers import staff as staff_rules
 from handlers.payments import GatewayTrade
 from models import Notification, Order, PayChannel, SandboxMedia, Withdrawal, db
 from test_h5_auth import log_in
@@ -35,7 +45,7 @@ from test_income_pages import complete, settle_everything
 PHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148 Safari/604.1"
 WECHAT = PHONE.replace("Safari/604.1", "MicroMessenger/8.0.50(0x1800323c) NetType/WIFI Language/zh_CN")
 RECEIVER = {"name": "李雷", "mobile": "13912345678", "address": "浙江省杭州市西湖区文三路 100 号 2 单元 301"}
-PEOPLE = ["stranger", "guest_buyer", "customer", "level1", "level2"]
+PEOPLE = ["stranger", "guest_buyer", "customer", "level1", "level2", *ROLES]
 # Opening these on purpose changes who the browser is (the simulator's "open
 # as" forgets the H5 session): walked once as a route, not followed as links.
 NOT_FOLLOWED = {"sandbox.open_as"}
@@ -55,6 +65,10 @@ class World:
     media_id: str = ""
     openid: str = ""
     out_bill_no: str = ""
+    paid_order: str = ""  # paid and completed, with commission rows
+    application_id: int = 0  # pending
+    staff_id: int = 0  # a shipping clerk nobody walks as
+    entry_id: int = 0  # an audit entry with a before and an after
 
     def order_of(self, who: str) -> str:
         return self.orders.get(who) or self.orders["customer"]  # someone else's: "not found", never a 500
@@ -111,7 +125,7 @@ def world(app, base, sandbox_user, settings, jobs) -> World:
     w.slug = d1.unit.slug
     customer, _ = _logged_in(sandbox_user, base, "顾客")
     assert customer.get(f"{base}/h5/u/{d2.unit.slug}").status_code == 200  # now the level-2's customer
-    paid = _buy(customer, base, w.product_id, 2)
+    paid = w.paid_order = _buy(customer, base, w.product_id, 2)
     _pay(paid)
     complete(db.session.scalars(select(Order).where(Order.order_no == paid)).one())
     settle_everything(settings)
@@ -144,9 +158,61 @@ def world(app, base, sandbox_user, settings, jobs) -> World:
     w.media_id, w.openid = media.media_id, d1.user.openid
     w.browsers = {"stranger": stranger, "guest_buyer": guest_buyer, "customer": customer,
                   "level1": level1, "level2": level2}
+    _admin_rows(w)
+    for role in ROLES:
+        staff_rules.create_staff(f"walk.{role}", role, PASSWORD, audit.SYSTEM)
+        outbox.commit()
+        browser = requests.Session()
+        assert admin_log_in(browser, base, f"walk.{role}").status_code == 302
+        w.browsers[role] = browser
     yield w
     for b in w.browsers.values():
         b.close()
+
+
+def _admin_rows(w: World) -> None:
+    """What the admin's pages show: a pending application, a staff member,
+    an audit entry (the world already has a product, orders and a withdrawal)."""
+    applicant = make_user("申请人")
+    w.application_id = applications.apply_for_distributor(applicant, "韩梅梅", "13700137000", "想卖山茶花").id
+    outbox.commit()
+    w.staff_id = staff_rules.create_staff("walk.clerk", "shipping", PASSWORD, audit.SYSTEM).id
+    outbox.commit()
+    w.entry_id = audit.record(audit.Actor("walk.clerk", w.staff_id, "shipping", "127.0.0.1"), "product.edit",
+                              "product", w.product_id, before={"price_fen": 16800, "on_sale": True},
+                              after={"price_fen": 15800, "on_sale": True}, reason="双十二").id
+    outbox.commit()
+
+
+# Admin routes are filled by their arguments' names: a new admin page is walked as it lands.
+ADMIN_ARGS = {
+    "application_id": lambda w: w.application_id,
+    "withdrawal_id": lambda w: w.withdrawal.id,
+    "product_id": lambda w: w.product_id,
+    "staff_id": lambda w: w.staff_id,
+    "entry_id": lambda w: w.entry_id,
+    "order_no": lambda w: w.paid_order,
+    "filename": lambda w: "admin.css",
+}
+
+
+def fillable(rule) -> bool:
+    return not rule.arguments or rule.endpoint in FILL or (
+        rule.endpoint.startswith("admin.") and set(rule.arguments) <= set(ADMIN_ARGS))
+
+
+def values_for(rule, w: World, who: str) -> dict:
+    if not rule.arguments:
+        return {}
+    if rule.endpoint in FILL:
+        return FILL[rule.endpoint](w, who)
+    return {name: ADMIN_ARGS[name](w) for name in rule.arguments}
+
+
+def admin_url(rule, w: World, who: str = "owner") -> str:
+    """The path of an admin route, its arguments filled from the world's rows
+    (in a test_request_context)."""
+    return url_of(rule, values_for(rule, w, who))
 
 
 # How to fill each route's arguments, by endpoint, for the person walking.
@@ -178,6 +244,23 @@ RENDERS = {
                          "/h5/unit-orders", "/h5/my-products", f"/h5/withdrawals/{w.withdrawal.id}/confirm"],
     "level2": lambda w: ["/h5/", "/h5/center", "/h5/team", "/h5/income", "/h5/unit-orders"],
 }
+# Staff: the dashboard, their own pages and (see staff_pages) every admin page their role may see.
+for _role in ROLES:
+    RENDERS[_role] = lambda w: ["/admin/", "/admin/me/password", "/admin/me/2fa"]
+OWN_AREA = {"owner": ["/admin/staff", "/admin/audit"], "finance": ["/admin/audit"]}
+
+
+def staff_pages(app, w: World, role: str) -> dict[str, str]:
+    """Every admin GET page (path → endpoint) this role's permission lets it open."""
+    out = {}
+    for rule in get_rules(app):
+        view = app.view_functions[rule.endpoint]
+        permission = getattr(view, "permission", None)
+        if not rule.endpoint.startswith("admin.") or rule.endpoint == "admin.static" or permission in (None, "public"):
+            continue
+        if staff_rules.may(role, permission) and fillable(rule):
+            out[admin_url(rule, w, role)] = rule.endpoint
+    return out
 
 
 def _pay_token(order_no: str) -> str:
@@ -201,8 +284,8 @@ def url_of(rule, values: dict) -> str:
 
 def test_every_route_with_arguments_can_be_walked(app):
     """A route added or renamed later must say here how to reach it."""
-    missing = sorted({f"{r.endpoint} ({r.rule})" for r in get_rules(app) if r.arguments and r.endpoint not in FILL})
-    assert not missing, "add these to FILL in tests/test_every_page.py: " + ", ".join(missing)
+    missing = sorted({f"{r.endpoint} ({r.rule})" for r in get_rules(app) if not fillable(r)})
+    assert not missing, "add these to FILL (or ADMIN_ARGS) in tests/test_every_page.py: " + ", ".join(missing)
     gone = sorted(set(FILL) - {r.endpoint for r in get_rules(app)})
     assert not gone, f"FILL names endpoints that no longer exist: {gone}"
 
@@ -212,21 +295,28 @@ def test_every_page_renders_and_every_link_on_it_works(app, world, who):
     browser = world.browsers[who]
     problems: list[str] = []
     pages: dict[str, str] = {}
+    opened: dict[str, int] = {}  # path walked → its final status
     with app.test_request_context():
         for rule in get_rules(app):
-            if rule.arguments and rule.endpoint not in FILL:
+            if not fillable(rule):
                 problems.append(f"no way to fill {rule.rule}")
                 continue
-            path = url_of(rule, FILL[rule.endpoint](world, who) if rule.arguments else {})
+            path = url_of(rule, values_for(rule, world, who))
             res = browser.get(world.base + path)  # and wherever it sends the browser
             hops = [r.status_code for r in res.history] + [res.status_code]
+            opened[path] = res.status_code
             if max(hops) >= 500:
                 problems.append(f"{hops} GET {path} ({rule.endpoint})")
             elif res.status_code == 200 and res.headers.get("Content-Type", "").startswith("text/html"):
                 landed = urlsplit(res.url)
                 pages[landed.path + (f"?{landed.query}" if landed.query else "")] = res.text
+        if who in ROLES:
+            # every admin page of the role's areas opens (no 403, no "not found" for the world's rows)
+            for path, endpoint in staff_pages(app, world, who).items():
+                if opened.get(path) != 200:
+                    problems.append(f"{opened.get(path)} GET {path} ({endpoint}) for {who}, whose role may see it")
     # The walk saw the pages as that person (not, say, logged out everywhere).
-    for path in RENDERS[who](world):
+    for path in RENDERS[who](world) + OWN_AREA.get(who, []):
         if path not in pages:
             problems.append(f"{path} did not render for {who}")
     problems += broken_links(app, browser, world.base, pages)
@@ -235,16 +325,20 @@ def test_every_page_renders_and_every_link_on_it_works(app, world, who):
 
 # -- following links ----------------------------------------------------------------
 
-TAG = re.compile(r"<(a|link|img|script|form)\b([^>]*)>", re.I)
+TAG = re.compile(r"<([a-zA-Z][a-zA-Z0-9-]*)\b([^>]*)>")
 ATTR = re.compile(r'([a-zA-Z_:-]+)\s*=\s*"([^"]*)"')
 
 
 def links_of(page: str) -> list[tuple[str, str, str]]:
-    """(kind, method, url) of every a/link href, img/script src and form action."""
+    """(kind, method, url) of every a/link href, img/script src, form action
+    and htmx hx-get / hx-post on any element."""
     found = []
     for tag, attrs in TAG.findall(page):
         a = {k.lower(): html.unescape(v) for k, v in ATTR.findall(attrs)}
         tag = tag.lower()
+        for verb in ("get", "post"):
+            if f"hx-{verb}" in a:
+                found.append((f"hx-{verb}", verb.upper(), a[f"hx-{verb}"]))
         if tag == "form":
             found.append(("form", a.get("method", "get").upper(), a.get("action", "")))
         elif tag in ("a", "link") and "href" in a:
