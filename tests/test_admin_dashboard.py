@@ -201,3 +201,25 @@ def test_the_dashboard_changes_nothing(app, base, staff_browser, shop):
     db.session.expire_all()
     assert db.session.query(AuditEntry).count() == before
     assert owner.post(f"{base}/admin/", data={}).status_code in (400, 405)
+
+
+def test_today_follows_the_sandbox_clock(app, base, staff_browser):
+    from handlers import audit, clock
+
+    try:
+        clock.move_forward(1, actor=audit.SYSTEM)
+        outbox.commit()
+        clock.forget()
+        order("paid", 4321, now())          # paid "today" in the moved product time
+        order("paid", 1000, clock.real_now())  # paid in real time: yesterday for the product
+        outbox.commit()
+        page = staff_browser("owner").get(f"{base}/admin/").text
+        tomorrow = (clock.real_now() + timedelta(days=1)).astimezone(CHINA).strftime("%Y-%m-%d")
+        assert f"现在是 {tomorrow}" in page and "沙箱时间已拨快 1 天" in page
+        assert card(page, "orders_paid")[0] == "1" and card(page, "net_sales")[0] == "¥43.21"
+    finally:
+        outbox.rollback()
+        clock.back_to_real_time(actor=audit.SYSTEM)
+        outbox.commit()
+        clock.forget()
+    assert "沙箱时间" not in staff_browser("owner").get(f"{base}/admin/").text
