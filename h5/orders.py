@@ -175,7 +175,8 @@ def order_page(order_no: str, error: str | None = None, status: int = 200):
     order = my_order(order_no)
     orders.settle_due(order)
     outbox.commit()
-    return render_template("orders/detail.html", order=order, error=error, S=S), status
+    return render_template("orders/detail.html", order=order, error=error, S=S,
+                           refunds=payments.refunds_of(order.id)), status
 
 
 def _act(order_no: str, move) -> object:

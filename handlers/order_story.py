@@ -158,7 +158,7 @@ def story(order_no: str) -> OrderStory:
             if row.reversed_at:
                 events.append(Event(row.reversed_at, "commission_reversed", "佣金冲销", [
                     ("受益人", f"{who}（{level}）"), ("金额", "¥" + yuan(row.amount_fen))], "info"))
-        elif row.state != CommissionState.REVERSED.value:
+        else:  # one row per line and level, grown by each refund: the total taken back
             events.append(Event(row.created_at, "commission_clawed_back", "佣金因退款扣回", [
                 ("受益人", f"{who}（{level}）"), ("扣回合计", "¥" + yuan(-row.amount_fen))], "danger"))
     # Stable: events at the same moment keep the order they were added in (paid before its commission).
