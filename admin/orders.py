@@ -29,7 +29,10 @@ def orders():
     return render_template("admin/orders.html", rows=rows, next_before=next_before, args=args, filters=filters,
                            statuses=[(s.value, STATUS_TEXT[s]) for s in OrderStatus],
                            date_fields=order_search.DATE_FIELDS, channels=order_story.CHANNELS,
-                           status_tags=order_story.STATUS_TAGS)
+                           status_tags=order_story.STATUS_TAGS,
+                           status_text={s.value: text for s, text in STATUS_TEXT.items()},
+                           # one url_for, not fifty: each row appends its number
+                           detail_url=url_for("admin.order", order_no="0").removesuffix("0"))
 
 
 @bp.get("/orders/<order_no>")

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Mapping
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import lazyload
 
-from models import Distributor, Order, OrderStatus, Unit, db
+from models import Distributor, Order, OrderLine, OrderStatus, Unit, db
 
 from .clock import CHINA
 from .errors import DomainError
@@ -44,6 +45,7 @@ class OrderListRow:
     unit_name: str
     unit_slug: str
     distributor_name: str | None
+    items: str  # "first product" or "first product 等 N 件", as Order.title says it
 
     @property
     def id(self) -> int:
@@ -133,5 +135,18 @@ def search(filters: OrderFilters, before: int | None = None, limit: int = 50) ->
         query = query.where(column < _china_midnight(filters.until + timedelta(days=1)))  # the end day included
     if before:
         query = query.where(Order.id < before)
-    found = db.session.execute(query.order_by(Order.id.desc()).limit(limit))
-    return [OrderListRow(order, unit_name, slug, name) for order, unit_name, slug, name in found]
+    # The lines are summarised by one grouped query below, not loaded as objects.
+    found = db.session.execute(query.options(lazyload(Order.lines)).order_by(Order.id.desc()).limit(limit)).all()
+    items = _items_of([order.id for order, *_ in found])
+    return [OrderListRow(order, unit_name, slug, name, items.get(order.id, "")) for order, unit_name, slug, name
+            in found]
+
+
+def _items_of(order_ids: list[int]) -> dict[int, str]:
+    if not order_ids:
+        return {}
+    first = (select(OrderLine.order_id, func.min(OrderLine.id).label("first_id"), func.count().label("n"))
+             .where(OrderLine.order_id.in_(order_ids)).group_by(OrderLine.order_id).subquery())
+    found = db.session.execute(select(first.c.order_id, OrderLine.name, first.c.n)
+                               .join(OrderLine, OrderLine.id == first.c.first_id))
+    return {order_id: name if n <= 1 else f"{name} 等 {n} 件" for order_id, name, n in found}

@@ -557,3 +557,20 @@ def test_two_ship_clicks_at_once_ship_once(app, base, staff_browser):
     assert len(results) == 3 and all(r.status_code == 302 for r in results), [(r.status_code, r.text[:200])
                                                                                for r in results]
     assert len(audits("order.ship", no)) == 1 and len(notices("order_shipped", buyer.id)) == 1
+
+
+def test_the_cli_ships_and_refunds_in_part_with_its_operator_audited(app):
+    def run(*args):
+        return app.test_cli_runner().invoke(args=list(args))
+
+    order = paid(customer_of(), {product(10000).id: 1})
+    out = run("orders", "ship", order.order_no, "--carrier", "韵达快递", "--tracking-no", "YD1234567890")
+    assert out.exit_code == 0, out.output
+    out = run("orders", "refund", order.order_no, "--reason", "少发一件", "--amount-fen", "2500")
+    assert out.exit_code == 0 and "partial refund" in out.output and "¥25.00" in out.output
+    assert run("orders", "refund", order.order_no, "--reason", "x", "--amount-fen", "0").exit_code != 0
+    [shipped] = audits("order.ship", order.order_no)
+    [refunded] = audits("order.refund", order.order_no)
+    assert shipped.actor.startswith("cli:") and refunded.actor.startswith("cli:")
+    assert refunded.after["amount_fen"] == 2500 and refunded.after["partial"] is True
+    assert fresh(order.order_no).status == "shipped"
