@@ -108,7 +108,7 @@ def listed(browser, base: str, **args) -> list[str]:
 
 
 def kinds(page: str) -> list[str]:
-    return re.findall(r'<li class="fx-event" data-kind="([a-z_]+)"', page)
+    return re.findall(r'<li class="fx-event[^"]*" data-kind="([a-z_]+)"', page)
 
 
 def notices(kind: str, user_id: int | None = None) -> list[Notification]:
