@@ -24,6 +24,10 @@ from datetime import datetime, timedelta, timezone
 
 from flask import current_app, has_app_context
 
+from .errors import Conflict, DomainError, Forbidden
+
+# Every module asks this one for the time, so it imports the rest of the
+# product (models, audit, the sweeps) only inside the functions that move it.
 log = logging.getLogger(__name__)
 
 # People read times in China Standard Time; the database keeps UTC.
@@ -121,20 +125,12 @@ def parse_days(value: object) -> int:
     """A whole number of days, 1..MAX_STEP_DAYS, from a form field."""
     text = str(value if value is not None else "").strip()
     if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_STEP_DAYS:
-        raise _error(f"请输入 1-{MAX_STEP_DAYS} 之间的整数天数")
+        raise DomainError(f"请输入 1-{MAX_STEP_DAYS} 之间的整数天数")
     return int(text)
-
-
-def _error(message: str):
-    from .errors import DomainError
-
-    return DomainError(message)
 
 
 def _require_sandbox() -> None:
     if not sandbox_on():
-        from .errors import Forbidden
-
         raise Forbidden("只有沙箱（试用）环境可以调整时间")
 
 
@@ -161,13 +157,11 @@ def move_forward(days: object, expected_offset: object = None, *, actor) -> Move
     days = parse_days(days)
     row = _locked_row()
     if expected_offset not in (None, "") and str(expected_offset).strip() != str(row.offset_seconds):
-        from .errors import Conflict
-
         raise Conflict(f"时间刚被调整过（现在已拨快 {_days_text(row.offset_seconds)}），本次没有再拨，请看页面上的当前时间")
     before = row.offset_seconds
     after = before + days * 86400
     if after > MAX_OFFSET_DAYS * 86400:
-        raise _error(f"最多一共拨快 {MAX_OFFSET_DAYS} 天（现在已拨快 {_days_text(before)}）")
+        raise DomainError(f"最多一共拨快 {MAX_OFFSET_DAYS} 天（现在已拨快 {_days_text(before)}）")
     row.offset_seconds, row.updated_at = after, real_now()
     target = real_now() + timedelta(seconds=after)
     audit.record(actor, "sandbox.clock", "sandbox_clock", 1, before={"offset_seconds": before},
