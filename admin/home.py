@@ -74,4 +74,5 @@ def badge_context() -> dict:
     except SQLAlchemyError as exc:
         log.warning("admin badges skipped: %s", type(exc).__name__)
         return {}
-    return {"badges": {BADGES[area]: n for area, n in counts.items() if n}}
+    return {"badges": {BADGES[area]: (f"{n}" if n <= dashboard.BADGE_CAP else f"{dashboard.BADGE_CAP}+")
+                       for area, n in counts.items() if n}}

@@ -85,11 +85,6 @@ def orders_to_ship() -> int:
     return int(db.session.scalar(select(func.count(Order.id)).where(Order.status == OrderStatus.PAID.value)) or 0)
 
 
-def waiting_withdrawals() -> int:
-    return int(db.session.scalar(select(func.count(Withdrawal.id))
-                                 .where(Withdrawal.status == WithdrawalStatus.REQUESTED.value)) or 0)
-
-
 def open_refunds() -> int:
     return int(db.session.scalar(select(func.count(Refund.id)).where(Refund.status.in_(OPEN_REFUNDS))) or 0)
 
@@ -124,13 +119,24 @@ def overview(areas: Collection[str], at: datetime | None = None) -> Overview:
     )
 
 
+BADGE_CAP = 99  # a menu badge says "99+" beyond this: counting further would cost every page
+
+
+def _capped(query) -> int:
+    """COUNT of at most BADGE_CAP + 1 rows: the cost stays flat however much waits."""
+    return int(db.session.scalar(select(func.count()).select_from(query.limit(BADGE_CAP + 1).subquery())) or 0)
+
+
 def badges(areas: Collection[str]) -> dict[str, int]:
-    """The menu's counts: one COUNT each, on an indexed status column."""
+    """The menu's counts (capped at BADGE_CAP + 1): one small COUNT each, on
+    an indexed status column."""
     counts = {}
     if APPLICATIONS in areas:
-        counts[APPLICATIONS] = pending_applications()
+        counts[APPLICATIONS] = _capped(select(Application.id).where(
+            Application.status == ApplicationStatus.PENDING.value))
     if WITHDRAWALS in areas:
-        counts[WITHDRAWALS] = waiting_withdrawals()
+        counts[WITHDRAWALS] = _capped(select(Withdrawal.id).where(
+            Withdrawal.status == WithdrawalStatus.REQUESTED.value))
     if ORDERS in areas:
-        counts[ORDERS] = orders_to_ship()
+        counts[ORDERS] = _capped(select(Order.id).where(Order.status == OrderStatus.PAID.value))
     return counts

@@ -223,3 +223,14 @@ def test_today_follows_the_sandbox_clock(app, base, staff_browser):
         outbox.commit()
         clock.forget()
     assert "沙箱时间" not in staff_browser("owner").get(f"{base}/admin/").text
+
+
+def test_a_badge_stops_counting_at_99_but_the_card_does_not(app, live, base, staff_browser):
+    for _ in range(101):
+        order("paid", 100, now())
+    outbox.commit()
+    assert dashboard.badges({dashboard.ORDERS}) == {"orders": 100}
+    page = staff_browser("shipping").get(f"{base}/admin/").text
+    assert card(page, "to_ship")[0] == "101"
+    if "admin.orders" in live.view_functions:
+        assert '>订单<span class="ad-badge">99+</span>' in page
