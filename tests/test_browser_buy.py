@@ -40,8 +40,8 @@ def _missing() -> str | None:
     return None
 
 
-@pytest.fixture
-def driver():
+def chromium(width: int = 375, height: int = 812, phone: bool = True):
+    """Headless Chromium at ``width`` px: a phone (mobile emulation, WeChat-sized) or a laptop window."""
     missing = _missing()
     if missing:
         if os.environ.get("FENXIAO_TEST_BROWSER") == "required":
@@ -53,30 +53,41 @@ def driver():
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage", "--lang=zh-CN"):
+                 "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage", "--lang=zh-CN",
+                 f"--window-size={width},{height}"):
         options.add_argument(flag)
-    options.add_experimental_option("mobileEmulation", {
-        "deviceMetrics": {"width": 375, "height": 812, "pixelRatio": 2}, "userAgent": PHONE_UA})
+    if phone:
+        options.add_experimental_option("mobileEmulation", {
+            "deviceMetrics": {"width": width, "height": height, "pixelRatio": 2}, "userAgent": PHONE_UA})
     browser = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
     browser.set_page_load_timeout(30)
+    return browser
+
+
+@pytest.fixture
+def driver():
+    browser = chromium()
     try:
         yield browser
     finally:
         browser.quit()
 
 
-def shoot(driver, name: str) -> Path:
-    """The whole page at 375 px, as a phone as tall as the page would show it
-    (so fixed bars sit at the bottom, not in the middle)."""
-    SHOTS.mkdir(exist_ok=True)
+def shoot(driver, name: str, width: int = 375, mobile: bool = True, folder: Path = SHOTS) -> Path:
+    """The whole page at ``width`` px, as a screen as tall as the page would
+    show it (so fixed bars sit at the bottom, not in the middle)."""
+    folder.mkdir(parents=True, exist_ok=True)
     height = driver.execute_script("return Math.max(document.documentElement.scrollHeight, window.innerHeight)")
-    metrics = {"width": 375, "deviceScaleFactor": 2, "mobile": True}
+    metrics = {"width": width, "deviceScaleFactor": 2 if mobile else 1, "mobile": mobile}
     driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {**metrics, "height": min(int(height), 4000)})
     try:
         data = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png"})["data"]
     finally:
-        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {**metrics, "height": 812})
-    path = SHOTS / f"{name}.png"
+        if mobile:
+            driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {**metrics, "height": 812})
+        else:
+            driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    path = folder / f"{name}.png"
     path.write_bytes(base64.b64decode(data))
     return path
 
