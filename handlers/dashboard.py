@@ -76,8 +76,9 @@ def pending_applications() -> int:
 
 
 def _withdrawals(status: WithdrawalStatus) -> Amount:
-    count, total = db.session.execute(select(func.count(Withdrawal.id), func.coalesce(func.sum(Withdrawal.amount_fen), 0))
-                                      .where(Withdrawal.status == status.value)).one()
+    count, total = db.session.execute(
+        select(func.count(Withdrawal.id), func.coalesce(func.sum(Withdrawal.amount_fen), 0))
+        .where(Withdrawal.status == status.value)).one()
     return Amount(int(count), int(total))  # SUM(BIGINT) is NUMERIC on PostgreSQL
 
 

@@ -23,7 +23,8 @@ ALL = {dashboard.APPLICATIONS, dashboard.WITHDRAWALS, dashboard.ORDERS, dashboar
 def card(page: str, name: str) -> tuple[str, str] | None:
     """A card's value and its small line, as shown; None when not shown."""
     found = re.search(rf'data-card="{name}"[^>]*>\s*<div class="ad-stat__label">[^<]*</div>\s*'
-                      rf'<div class="ad-stat__value">([^<]*)</div>\s*(?:<div class="ad-stat__sub">([^<]*)</div>)?', page)
+                      r'<div class="ad-stat__value">([^<]*)</div>\s*'
+                      r'(?:<div class="ad-stat__sub">([^<]*)</div>)?', page)
     return (found.group(1).strip(), (found.group(2) or "").strip()) if found else None
 
 

@@ -20,8 +20,8 @@ from handlers import audit, clock, commissions, orders, outbox, payments, referr
 from handlers.clock import CHINA
 from handlers.errors import DomainError, Forbidden
 from handlers.payments import GatewayTrade
-from models import (AuditEntry, CommissionRow, Notification, Order, PayChannel, Product, SandboxClock, Source, Withdrawal,
-                    db)
+from models import (AuditEntry, CommissionRow, Notification, Order, PayChannel, Product, SandboxClock, Source,
+                    Withdrawal, db)
 
 RECEIVER = orders.Receiver.checked("张三", "13800138000", "上海市徐汇区漕溪北路 1 号")
 DAY = timedelta(days=1)
@@ -54,6 +54,7 @@ def product(price_fen: int = 10000, stock: int = 10) -> Product:
 
 
 def simulator(base: str) -> requests.Session:
+    """A browser on the phone simulator (no simulated user needed: the clock is on every page)."""
     return requests.Session()
 
 
