@@ -498,7 +498,8 @@ def refunded_at_gateway(channel: PayChannel, out_trade_no: str, transaction_id: 
 def refunds_to_watch(status: str | None = None, limit: int = 200) -> list[Refund]:
     """What the merchant must look at: refunds not finished well (pending,
     abnormal, failed automatic ones) and partial refunds made at the
-    gateway; or every refund in ``status``."""
+    gateway (ours, from the admin or ``orders refund --amount-fen``, apply
+    themselves); or every refund in ``status``."""
     query = select(Refund).order_by(Refund.id.desc()).limit(limit)
     if status:
         query = query.where(Refund.status == status)
@@ -506,7 +507,7 @@ def refunds_to_watch(status: str | None = None, limit: int = 200) -> list[Refund
         query = query.where(
             (Refund.status.in_([RefundStatus.PENDING.value, RefundStatus.ABNORMAL.value]))
             | ((Refund.status == RefundStatus.FAILED.value) & (Refund.origin == RefundOrigin.AUTO.value))
-            | Refund.partial.is_(True))
+            | (Refund.partial.is_(True) & (Refund.origin == RefundOrigin.GATEWAY.value)))
     return list(db.session.scalars(query))
 
 
