@@ -76,6 +76,7 @@ def live(tmp_path_factory):
             db.reflect()
             db.drop_all()
             db.session.execute(text("DROP TABLE IF EXISTS alembic_version"))
+            db.session.execute(text("DROP FUNCTION IF EXISTS audit_log_append_only() CASCADE"))
             db.session.commit()
         upgrade()
     server = make_server("127.0.0.1", port, app, threaded=True)
@@ -95,6 +96,9 @@ def app(live):
     """A clean product for each test: empty tables, empty Redis."""
     with live.app_context():
         redis_store.conn.flushdb()
+        # Flask-Limiter keeps one storage per process, set by the last init_app:
+        # a second product made by a test (another Redis) must not keep it.
+        limiter.init_app(live)
         limiter.reset()
         for table in reversed(db.metadata.sorted_tables):
             if table.name == "audit_log" and DB_URL:  # append-only: a trigger refuses DELETE, not TRUNCATE

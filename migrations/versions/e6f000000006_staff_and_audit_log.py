@@ -69,7 +69,7 @@ def upgrade():
     # Append-only, whatever a future route or a hand-typed statement tries.
     if op.get_bind().dialect.name == 'postgresql':
         op.execute("""
-            CREATE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+            CREATE OR REPLACE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN RAISE EXCEPTION 'audit_log is append-only'; END $$;
         """)
         op.execute("CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log "
