@@ -145,12 +145,14 @@ def order_shipped(order: Order, at: datetime | None = None) -> None:
 
 
 def order_refunded(order: Order, refund_id: int, amount_fen: int, reason: str, whole: bool,
-                   at: datetime | None = None) -> None:
-    """One notice per refund that reached the buyer (a partial one too)."""
+                   at: datetime | None = None, partial: bool = True) -> None:
+    """One notice per refund that reached the buyer (a partial one too).
+    ``whole``: the order is refunded; else ``partial`` says a part of it
+    was, or (False) a payment the order could not keep was given back."""
     buyer = _buyer(order)
     if buyer is None:
         return
-    what = "已全额退款" if whole else "已部分退款"
+    what = "已全额退款" if whole else "已部分退款" if partial else "已退款"
     notify(buyer, K.ORDER_REFUNDED, f"buyer:refund:{refund_id}", "退款成功",
            f"订单 {order.order_no} {what} ¥{yuan(amount_fen)}，款项按原路退回。原因：{reason}",
            f"orders/{order.order_no}", {"character_string1": order.order_no, "amount2": yuan(amount_fen),

@@ -357,7 +357,7 @@ def finish_refund(channel: PayChannel, out_refund_no: str, succeeded: bool, amou
         elif refund.partial:
             _partly_refunded(order, refund, at)
         notifications.order_refunded(order, refund.id, refund.amount_fen, refund.reason,
-                                     whole=refund.return_to is not None, at=at)
+                                     whole=refund.return_to is not None, at=at, partial=refund.partial)
     else:
         refund.status = RefundStatus.FAILED.value
         if refund.return_to is not None:
@@ -489,7 +489,8 @@ def refunded_at_gateway(channel: PayChannel, out_trade_no: str, transaction_id: 
     elif was is not None:
         _refunded(order, was, at, refund.id)
         log.warning("order %s refunded at %s outside the shop (%s)", order.order_no, channel.value, out_refund_no)
-    notifications.order_refunded(order, refund.id, amount_fen, refund.reason, whole=whole, at=at)
+    notifications.order_refunded(order, refund.id, amount_fen, refund.reason, whole=was is not None, at=at,
+                                 partial=not whole)
     record_notice(channel, "refund", out_refund_no, NoticeVerdict.ACCEPTED,
                   "at the gateway" + ("" if whole else ", partial"), body)
     return Outcome(NoticeVerdict.ACCEPTED, "", order)

@@ -574,3 +574,31 @@ def test_the_cli_ships_and_refunds_in_part_with_its_operator_audited(app):
     assert shipped.actor.startswith("cli:") and refunded.actor.startswith("cli:")
     assert refunded.after["amount_fen"] == 2500 and refunded.after["partial"] is True
     assert fresh(order.order_no).status == "shipped"
+
+
+def test_a_partial_refund_before_settlement_settles_the_rest(app, base, staff_browser):
+    seller = distributor("李小店")
+    order = paid(customer_of(seller), {product(10000).id: 1})  # 10%: 1000 fen
+    refunded = payments.start_refund(order.order_no, "少发配件", actor=audit.SYSTEM, amount_fen=2500)
+    outbox.commit()
+    assert payments.finish_refund(PayChannel.WECHATPAY, refunded.out_refund_no, True, 2500).ok
+    outbox.commit()
+    orders.ship_order(order.order_no, "顺丰速运", "SF1234567890", actor=audit.SYSTEM)
+    done = orders.confirm_receipt(order.order_no)
+    outbox.commit()
+    assert commissions.settle_order(order.id, at=done.completed_at + timedelta(days=60)) == 2
+    outbox.commit()
+    b = db.session.get(Balance, seller.id)
+    assert (b.frozen_fen, b.withdrawable_fen, b.lifetime_fen) == (0, 750, 750)
+    assert [(c.amount_fen, c.state) for c in rows(order, "clawback")] == [(-250, "withdrawable")]
+    balances_match_rows(seller)
+    # A second partial refund after settlement takes back from what is withdrawable.
+    second = payments.start_refund(order.order_no, "再退一点", actor=audit.SYSTEM, amount_fen=2500)
+    outbox.commit()
+    assert payments.finish_refund(PayChannel.WECHATPAY, second.out_refund_no, True, 2500).ok
+    outbox.commit()
+    assert [(c.amount_fen, c.state) for c in rows(order, "clawback")] == [(-500, "withdrawable")]
+    assert db.session.get(Balance, seller.id).withdrawable_fen == 500
+    balances_match_rows(seller)
+    page = staff_browser("finance").get(f"{base}/admin/orders/{order.order_no}").text
+    assert "已结算（部分扣回）" in page and "¥5.00" in page
