@@ -12,7 +12,7 @@ from admin_helpers import make_staff, post, staff_browser  # noqa: F401
 from app.config import build
 from handlers import outbox, payments
 from handlers.payments import GatewayTrade
-from models import Notification, OutboxRow, PayChannel, User, db
+from models import Notification, OutboxRow, PayChannel, SandboxMessage, User, db
 from test_admin_orders import (customer_of, distributor, fresh, paid, paid_by_wechat, product, refund,
                                refund_form, ship)
 from test_shop_pages import browsers, buy, catalogue_items, guest, pay_on_sandbox_alipay  # noqa: F401
@@ -56,6 +56,13 @@ def test_a_wechat_buyer_is_told_paid_shipped_and_refunded_once_each(app, base, p
     assert sorted(r.args[1] for r in rows) == ["TM_order_paid", "TM_order_refunded", "TM_order_shipped"]
     assert all(r.args[0] == buyer.openid for r in rows)
     assert all(r.args[3].endswith(f"/h5/orders/{order.order_no}") for r in rows)
+    # WeChat delivered each template message once (the sandbox platform's record).
+    jobs.run()
+    db.session.rollback()
+    sent = [m.body for m in db.session.scalars(select(SandboxMessage).where(
+        SandboxMessage.openid == buyer.openid, SandboxMessage.direction == "template").order_by(SandboxMessage.id))]
+    assert [m["template_id"] for m in sent] == ["TM_order_paid", "TM_order_shipped", "TM_order_refunded"]
+    assert "ZT7788990011" in str(sent[1]["data"]) and "25.50" in str(sent[2]["data"])
     # The buyer's notification centre shows them.
     page = browser.get(f"{base}/h5/notifications").text
     for words in ("付款成功", "订单已发货", "退款成功", "ZT7788990011"):
