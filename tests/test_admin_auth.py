@@ -14,7 +14,7 @@ import requests
 from sqlalchemy import select, update
 
 from admin_helpers import PASSWORD, log_in, make_staff, post, staff_browser, token  # noqa: F401
-from conftest import second_product
+from conftest import needs_postgres, second_product
 from test_every_page import world  # noqa: F401  (the fixture: real rows for every route argument)
 from handlers.clock import now
 from models import AuditEntry, Staff, StaffSession, db
@@ -340,3 +340,18 @@ def test_an_htmx_post_with_the_header_token_works(app, base, staff_browser):
     assert res.status_code == 200 and "已停用 packer" in res.text
     res = post(boss, f"{base}/admin/logout", htmx=True)
     assert _landed_on_login(res)
+
+
+@needs_postgres
+def test_one_totp_code_used_by_two_logins_at_once_opens_one(app, base, staff_browser):
+    from concurrent.futures import ThreadPoolExecutor
+
+    totp = _set_up_2fa(staff_browser("owner", "boss"), base)
+    code = totp.at(now() + timedelta(seconds=30))
+    browsers = [requests.Session() for _ in range(4)]
+    pages = [b.get(f"{base}/admin/login").text for b in browsers]
+    with ThreadPoolExecutor(4) as pool:
+        codes = list(pool.map(lambda i: browsers[i].post(
+            f"{base}/admin/login", data={"csrf_token": token(pages[i]), "name": "boss", "password": PASSWORD,
+                                         "code": code}, allow_redirects=False).status_code, range(4)))
+    assert sorted(codes) == [302, 401, 401, 401], codes

@@ -132,3 +132,40 @@ def test_htmx_disable_answers_a_message_fragment(app, base, staff_browser):
     member = _staff("packer")
     res = post(boss, f"{base}/admin/staff/{member.id}/disable", {"reason": "休假"}, htmx=True)
     assert res.status_code == 200 and "已停用 packer" in res.text and "<html" not in res.text
+
+
+# -- at the same time (PostgreSQL: row locks) ---------------------------------------------
+
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
+
+from conftest import needs_postgres  # noqa: E402
+
+
+@needs_postgres
+def test_two_owners_disabling_one_account_at_once_write_one_row(app, base, staff_browser):
+    owners = [staff_browser("owner", f"boss{i}") for i in range(2)]
+    staff_browser("operator", "worker")
+    member = _staff("worker")
+    tokens = [token(b.get(f"{base}/admin/staff").text) for b in owners]
+    url = f"{base}/admin/staff/{member.id}/disable"
+    with ThreadPoolExecutor(2) as pool:
+        codes = list(pool.map(lambda i: owners[i].post(url, data={"csrf_token": tokens[i], "reason": f"第{i}次"},
+                                                        allow_redirects=False).status_code, range(2)))
+    assert codes == [302, 302]
+    assert len(_audit("staff.disable")) == 1 and not _staff("worker").is_active
+
+
+@needs_postgres
+def test_two_owners_creating_one_name_at_once_make_one_account(app, base, staff_browser):
+    owners = [staff_browser("owner", f"boss{i}") for i in range(2)]
+    tokens = [token(b.get(f"{base}/admin/staff").text) for b in owners]
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda i: owners[i].post(
+            f"{base}/admin/staff", data={"csrf_token": tokens[i], "name": "twin", "role": f"{['finance', 'shipping'][i]}",
+                                         "password": PASSWORD}, allow_redirects=False), range(2)))
+    codes = sorted(r.status_code for r in results)
+    assert codes == [302, 409], codes
+    assert "用户名 twin 已被使用" in next(r.text for r in results if r.status_code == 409)
+    db.session.rollback()
+    assert db.session.scalar(select(func.count()).select_from(Staff).where(Staff.name == "twin")) == 1
+    assert [e.after["name"] for e in _audit("staff.create")].count("twin") == 1
