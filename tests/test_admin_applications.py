@@ -437,3 +437,22 @@ def test_two_bulk_confirms_of_one_selection_decide_each_once(app, base, staff_br
     assert count(AuditEntry, AuditEntry.action == "application.approve") == len(chosen)
     assert count(Distributor) == len(chosen)
     assert count(Notification, Notification.kind == "application_approved") == len(chosen)
+
+
+def test_automatic_approval_is_audited_as_the_system(live, app):
+    from app import create_app
+    from app.config import build
+    from conftest import make_raw_config
+
+    s = live.config["SETTINGS"]
+    other = create_app(build(make_raw_config(s["app"]["base_url"], s["app"]["database_url"],
+                                             distribution={"review": "auto"}), {}, "tests"))
+    try:
+        with other.app_context():
+            a = applied("自动通过")
+            [entry] = audits(a.id)
+            assert (entry.actor, entry.staff_id, entry.action) == ("system", None, "application.approve")
+            assert entry.reason == "自动审核通过" and fresh(a.id).decided_by == "auto"
+    finally:
+        with other.app_context():
+            db.engine.dispose()
