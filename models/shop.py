@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, Fen, UTCDateTime, utcnow
@@ -22,6 +22,8 @@ class Product(Base):
         # The merchant's cap ([distribution] max_total_rate_bp) is checked by
         # handlers.catalogue; the database keeps the cap no setting can lift.
         CheckConstraint("COALESCE(level1_rate_bp, 0) + COALESCE(level2_rate_bp, 0) <= 10000", name="total_rate"),
+        # The shop lists by display order, then id.
+        Index("ix_products_shelf_order", "on_sale", "sort_order", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -34,6 +36,10 @@ class Product(Base):
     # Per-product commission in basis points; None means the merchant default.
     level1_rate_bp: Mapped[int | None]
     level2_rate_bp: Mapped[int | None]
+    # Display order in the shop: smaller first, then the older product.
+    sort_order: Mapped[int] = mapped_column(default=0, server_default="0")
+    # The admin's new-product form's one-time key: the form submitted twice is one product.
+    create_key: Mapped[str | None] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     @property

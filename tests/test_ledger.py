@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from distribution_helpers import make_distributor, make_user
 from handlers.audit import SYSTEM
-from handlers import catalogue, commissions, orders, outbox, payments, referrals, withdrawals
+from handlers import audit, catalogue, commissions, orders, outbox, payments, referrals, withdrawals
 from handlers.clock import now
 from handlers.errors import Conflict, DomainError
 from handlers.payments import GatewayTrade
@@ -125,7 +125,7 @@ def test_per_product_rates_win_over_the_default_and_are_snapshotted(app):
     order = paid_order(customer_of(d2), {special.id: 1, plain.id: 1})
     assert sorted(earned(d2)) == [(1, 1000, 500), (1, 1500, 298)]
     assert sorted(earned(top)) == [(2, 500, 250), (2, 600, 119)]
-    catalogue.update_product(special.id, level1_rate_bp=2400)
+    catalogue.update_product(special.id, level1_rate_bp=2400, actor=audit.SYSTEM)
     outbox.commit()
     assert all(r.base_fen in (1990, 5000) for r in rows(order_id=order.id))
     assert sorted(earned(d2)) == [(1, 1000, 500), (1, 1500, 298)]

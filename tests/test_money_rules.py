@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from conftest import make_raw_config, needs_postgres
 from distribution_helpers import make_distributor
-from handlers import catalogue, commissions, orders, outbox, withdrawals
+from handlers import audit, catalogue, commissions, orders, outbox, withdrawals
 from handlers.errors import Conflict, DomainError
 from models import Balance, CommissionRow, Distributor, OrderLine, Product, Withdrawal, db
 from sandbox import wechatpay as sandbox_wx
@@ -227,10 +227,10 @@ def test_an_edit_past_the_cap_is_refused_and_changes_nothing(app):
     p = catalogue.add_product("山茶花洗护礼盒", 1000, 10, level1_rate_bp=1500, level2_rate_bp=600)
     outbox.commit()
     with pytest.raises(DomainError):
-        catalogue.update_product(p.id, level1_rate_bp=9000, level2_rate_bp=5000)
+        catalogue.update_product(p.id, level1_rate_bp=9000, level2_rate_bp=5000, actor=audit.SYSTEM)
     outbox.rollback()
     with pytest.raises(DomainError):
-        catalogue.update_product(p.id, level2_rate_bp=1600)  # 1500 + 1600
+        catalogue.update_product(p.id, level2_rate_bp=1600, actor=audit.SYSTEM)  # 1500 + 1600
     outbox.rollback()
     db.session.expire_all()
     assert (p.level1_rate_bp, p.level2_rate_bp) == (1500, 600)

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from distribution_helpers import make_distributor, make_user
 from handlers.audit import SYSTEM
-from handlers import catalogue, orders, outbox, payments
+from handlers import audit, catalogue, orders, outbox, payments
 from handlers.clock import now
 from handlers.errors import DomainError, NotFound
 from handlers.payments import GatewayTrade
@@ -60,7 +60,7 @@ def test_an_order_snapshots_lines_and_reserves_stock(app):
     assert [(l.name, l.unit_price_fen, l.quantity, l.amount_fen) for l in order.lines] == [
         ("洗碗布", 1990, 2, 3980), ("咖啡豆", 8900, 1, 8900)]
     assert stock_of(a) == 3 and stock_of(b) == 2
-    catalogue.update_product(a.id, price_fen=100, name="改名了")
+    catalogue.update_product(a.id, price_fen=100, name="改名了", actor=audit.SYSTEM)
     outbox.commit()
     db.session.refresh(order.lines[0])
     assert (order.lines[0].name, order.lines[0].unit_price_fen) == ("洗碗布", 1990)

@@ -17,7 +17,7 @@ from werkzeug.serving import make_server
 from distribution_helpers import make_distributor
 from conftest import needs_postgres
 from handlers.audit import SYSTEM
-from handlers import catalogue, orders, outbox, payments, referrals, units
+from handlers import audit, catalogue, orders, outbox, payments, referrals, units
 from handlers.payments import GatewayTrade
 from models import Order, PayChannel, Product, UnitProduct, User, db
 from test_h5_auth import log_in
@@ -387,13 +387,13 @@ def test_stock_gone_or_product_withdrawn_since_adding_is_explained(guest, base, 
     coffee, gift = catalogue_items[1], catalogue_items[0]
     add(guest, base, coffee.id, "3")
     add(guest, base, gift.id, "1")
-    catalogue.update_product(coffee.id, stock=2)
+    catalogue.update_product(coffee.id, stock=2, actor=audit.SYSTEM)
     outbox.commit()
     assert "库存不足，仅剩 2 件" in guest.get(f"{base}/h5/cart").text
     res = checkout(guest, base)
     assert res.status_code == 409 and "库存不足，仅剩 2 件" in res.text
     assert order_count() == 0 and stock(gift) == 10  # the gift's stock was not taken either
-    catalogue.update_product(coffee.id, on_sale=False)
+    catalogue.update_product(coffee.id, on_sale=False, actor=audit.SYSTEM)
     outbox.commit()
     assert "已下架" in guest.get(f"{base}/h5/cart").text
     res = checkout(guest, base)
