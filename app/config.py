@@ -351,7 +351,8 @@ def tryout_defaults(instance_dir: Path, base_url: str = TRYOUT_BASE_URL) -> dict
             "encoding_aes_key": made["encoding_aes_key"],
             "sandbox": True,
         },
-        "distribution": {"review": "auto"},
+        # Applications wait for the merchant, who reviews them in /admin (the demo owner).
+        "distribution": {"review": "manual"},
         "templates": {kind: f"TM_{kind}" for kind in SCHEMA["templates"]},  # kept by the sandbox platform
     }
 
