@@ -149,7 +149,10 @@ def test_a_page_of_fifty_takes_no_more_queries_than_a_page_of_two(app, base, sta
     statements: list[str] = []
 
     def counted(*args) -> None:
-        statements.append(args[2])
+        # What the page reads about applicants and inviters (the staff
+        # session's queries, and any other thread's, are not the point).
+        if re.search(r"\b(applications|distributors|users|units|referral_touches)\b", args[2]):
+            statements.append(args[2])
 
     def queries() -> int:
         statements.clear()
@@ -163,7 +166,7 @@ def test_a_page_of_fifty_takes_no_more_queries_than_a_page_of_two(app, base, sta
     few = queries()
     for i in range(48):
         applied(f"多{i}", invite_code=(top if i % 2 else middle).unit.invite_code)
-    assert queries() == few <= 6, statements
+    assert queries() == few <= 2, statements
 
 
 def test_detail_shows_the_form_history_inviter_and_decision(app, base, staff_browser):
