@@ -7,14 +7,15 @@ from handlers import staff as staff_rules
 
 from . import bp
 
+# (endpoint, label, permission, the endpoints' common prefix that lights the entry up)
 MENU = [
-    ("admin.index", "概览", "dashboard.view"),
-    ("admin.applications", "分销申请", "applications.view"),
-    ("admin.withdrawals", "提现", "withdrawals.view"),
-    ("admin.orders", "订单", "orders.view"),
-    ("admin.products", "商品", "products.view"),
-    ("admin.audit_log", "操作日志", "audit.view"),
-    ("admin.staff_list", "员工", "staff.manage"),
+    ("admin.index", "概览", "dashboard.view", "admin.index"),
+    ("admin.applications", "分销申请", "applications.view", "admin.application"),
+    ("admin.withdrawals", "提现", "withdrawals.view", "admin.withdrawal"),
+    ("admin.orders", "订单", "orders.view", "admin.order"),
+    ("admin.products", "商品", "products.view", "admin.product"),
+    ("admin.audit_log", "操作日志", "audit.view", "admin.audit"),
+    ("admin.staff_list", "员工", "staff.manage", "admin.staff"),
 ]
 
 
@@ -22,6 +23,7 @@ MENU = [
 def menu_context() -> dict:
     if not request.path.startswith("/admin") or g.get("staff") is None:
         return {}
-    entries = [(endpoint, label) for endpoint, label, permission in MENU
+    here = request.endpoint or ""
+    entries = [(endpoint, label, here.startswith(prefix)) for endpoint, label, permission, prefix in MENU
                if endpoint in current_app.view_functions and staff_rules.may(g.staff.role, permission)]
     return {"menu": entries}

@@ -141,7 +141,7 @@ def seed(n: int) -> None:
     N distributors made through the product's handlers, like a person would
     (contact → application → approval), committed. Prints their scenes."""
     from app import create_app
-    from handlers import applications, outbox, users
+    from handlers import applications, audit, outbox, users
     from models import FirstContact, db
 
     flask_app = create_app()
@@ -153,7 +153,7 @@ def seed(n: int) -> None:
             outbox.commit()
             application = applications.apply_for_distributor(user, "张三", "13800138000", "压测用分销商")
             outbox.commit()
-            distributor = applications.approve_application(application.id, "bench")
+            distributor = applications.approve_application(application.id, actor=audit.SYSTEM)
             outbox.commit()
             rows.append({"user_id": user.id, "distributor_id": distributor.id, "scene": distributor.unit.scene,
                          "unit": distributor.unit.name})
