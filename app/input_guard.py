@@ -32,6 +32,9 @@ MULTILINE_FIELDS: dict[str, frozenset[str]] = {
     "h5.apply": frozenset({"reason"}),
     "h5.checkout": frozenset({"address"}),
     "sandbox.text": frozenset({"content"}),  # a chat message may run over lines
+    "admin.product_new": frozenset({"description"}),
+    "admin.product_save": frozenset({"description"}),
+    "admin.withdrawal_reject": frozenset({"reason"}),
 }
 
 
