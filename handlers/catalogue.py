@@ -88,7 +88,7 @@ def _check(name: str, price_fen: int, stock: int, level1_rate_bp: int | None, le
         raise DomainError("排序需为 0 到 100 万之间的整数（小的在前）")
     for rate in (level1_rate_bp, level2_rate_bp):
         if rate is not None and (not _whole(rate) or not 0 <= rate <= 10000):
-            raise DomainError("佣金比例需在 0%-100% 之间")
+            raise DomainError("佣金比例需在 0%-100% 之间（0-10000 基点）")
     # What the product will really pay: its own rates, else the merchant's defaults.
     rules = settings.section("distribution")
     level1 = rules["level1_rate_bp"] if level1_rate_bp is None else level1_rate_bp
