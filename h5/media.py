@@ -4,7 +4,7 @@ Served by the app itself, outside the H5 pages' session handling (a
 picture needs no buyer), from the media folder only: the name must be one
 handlers.media gives (a content hash), so no path can reach another file.
 A name is its content, so the answer may be cached for a year; nginx may
-serve the folder directly instead (README)."""
+serve the folder directly instead."""
 from __future__ import annotations
 
 from flask import abort, send_file

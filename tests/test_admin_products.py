@@ -182,6 +182,32 @@ def test_a_picture_without_transparency_becomes_a_jpeg_and_one_picture_twice_is_
     assert Image.open(io.BytesIO(requests.get(f"{base}{product.images[0]}").content)).size == (400, 300)
 
 
+def _encoded(kind: str, size=(1600, 900), **options) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size, (250, 200, 0)).save(out, kind, **options)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("name, data, stored", [
+    ("a.webp", _encoded("WEBP"), "jpg"),
+    ("a.gif", _encoded("GIF"), "jpg"),
+    ("a.jpg", _encoded("JPEG", (1080, 100)), "jpg"),  # already small enough: re-encoded all the same
+])
+def test_webp_and_gif_are_taken_too(app, base, owner, media, name, data, stored):
+    res = submit_new(owner, base, files=[("pictures", (name, data, "application/octet-stream"))])
+    assert res.status_code == 302, res.text
+    [url] = db.session.scalars(select(Product)).one().images
+    assert url.endswith("." + stored)
+    assert max(Image.open(io.BytesIO(requests.get(f"{base}{url}").content)).size) == 1080
+
+
+def test_at_most_nine_pictures(app, base, owner, media):
+    files = [("pictures", (f"{i}.jpg", _encoded("JPEG", (50 + i, 50)), "image/jpeg")) for i in range(10)]
+    res = submit_new(owner, base, files=files)
+    assert res.status_code == 400 and "每个商品最多 9 张图片" in res.text
+    assert product_count() == 0 and not media.exists()
+
+
 def test_media_serves_only_its_own_files(app, base, media):
     for name in ("../../etc/passwd", "..%2F..%2Fconfig.toml", "x.jpg", "0" * 32 + ".gif", "0" * 32 + ".jpg"):
         res = requests.get(f"{base}/media/{name}")
