@@ -7,6 +7,8 @@ A name is its content, so the answer may be cached for a year; nginx may
 serve the folder directly instead."""
 from __future__ import annotations
 
+import io
+
 from flask import abort, send_file
 
 from handlers import media
@@ -20,8 +22,11 @@ def picture(filename: str):
     path = media.path_of(filename)
     if path is None or not path.is_file():
         abort(404)
-    response = send_file(path, mimetype="image/png" if filename.endswith(".png") else "image/jpeg",
-                         max_age=YEAR, conditional=True, etag=True)
+    # Read whole (a picture is at most a few hundred KB): no open file is left
+    # to a response nobody closes; the name, a content hash, is the ETag.
+    response = send_file(io.BytesIO(path.read_bytes()), mimetype="image/png" if filename.endswith(".png")
+                         else "image/jpeg", max_age=YEAR, conditional=True, etag=filename.split(".")[0],
+                         last_modified=path.stat().st_mtime)
     response.headers["Cache-Control"] = f"public, max-age={YEAR}, immutable"
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response

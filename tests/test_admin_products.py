@@ -153,6 +153,8 @@ def test_create_with_a_jpeg_photo_and_a_png_the_pictures_are_upright_small_strip
     photo = requests.get(f"{base}{product.images[0]}")
     assert photo.status_code == 200 and photo.headers["Content-Type"] == "image/jpeg"
     assert "immutable" in photo.headers["Cache-Control"] and "max-age=31536000" in photo.headers["Cache-Control"]
+    again = requests.get(f"{base}{product.images[0]}", headers={"If-None-Match": photo.headers["ETag"]})
+    assert again.status_code == 304 and not again.content
     shown = Image.open(io.BytesIO(photo.content))
     assert shown.format == "JPEG" and shown.size == (810, 1080)  # turned upright (was 2000×1500 lying down)
     assert not shown.getexif() and "exif" not in shown.info  # no camera, no GPS, no orientation left
