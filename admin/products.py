@@ -9,7 +9,6 @@ from urllib.parse import urlsplit
 
 from flask import current_app, render_template, request, url_for
 
-from app import input_guard
 from handlers import catalogue, media, outbox
 from handlers.errors import DomainError
 from handlers.money import to_fen, yuan
@@ -20,9 +19,6 @@ from .support import before_arg, done, filter_args, keyset, run
 
 # The product form carries pictures: up to 10 MB in all there, the app's 2 MB elsewhere.
 UPLOAD_ENDPOINTS = frozenset({"admin.product_new", "admin.product_save"})
-# The description is a <textarea>: line breaks are what people type there.
-for _endpoint in UPLOAD_ENDPOINTS:
-    input_guard.MULTILINE_FIELDS[_endpoint] = frozenset({"description"})
 TEXT_FIELDS = ("name", "description", "price", "stock", "sort_order", "level1", "level2", "on_sale")
 
 
