@@ -2,10 +2,13 @@
 role of staff; every change is in the audit log; others get 403."""
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import requests
 from sqlalchemy import func, select
 
 from admin_helpers import PASSWORD, log_in, make_staff, post, staff_browser, token  # noqa: F401
+from conftest import needs_postgres
 from models import AuditEntry, Staff, db
 
 
@@ -136,11 +139,6 @@ def test_htmx_disable_answers_a_message_fragment(app, base, staff_browser):
 
 # -- at the same time (PostgreSQL: row locks) ---------------------------------------------
 
-from concurrent.futures import ThreadPoolExecutor  # noqa: E402
-
-from conftest import needs_postgres  # noqa: E402
-
-
 @needs_postgres
 def test_two_owners_disabling_one_account_at_once_write_one_row(app, base, staff_browser):
     owners = [staff_browser("owner", f"boss{i}") for i in range(2)]
@@ -161,7 +159,7 @@ def test_two_owners_creating_one_name_at_once_make_one_account(app, base, staff_
     tokens = [token(b.get(f"{base}/admin/staff").text) for b in owners]
     with ThreadPoolExecutor(2) as pool:
         results = list(pool.map(lambda i: owners[i].post(
-            f"{base}/admin/staff", data={"csrf_token": tokens[i], "name": "twin", "role": f"{['finance', 'shipping'][i]}",
+            f"{base}/admin/staff", data={"csrf_token": tokens[i], "name": "twin", "role": ["finance", "shipping"][i],
                                          "password": PASSWORD}, allow_redirects=False), range(2)))
     codes = sorted(r.status_code for r in results)
     assert codes == [302, 409], codes

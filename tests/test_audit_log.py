@@ -2,7 +2,8 @@
 page lists newest first, filters, pages by keyset and shows a diff."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+import re
+from datetime import datetime, timezone
 
 import pytest
 from sqlalchemy import delete, func, select, text, update
@@ -138,7 +139,6 @@ def test_keyset_pages_do_not_skip_or_repeat(app, base, staff_browser):
         audit.record(audit.SYSTEM, "bulk.thing", "thing", i, reason=f"第{i}号")
     outbox.commit()
     seen, url, pages = [], f"{base}/admin/audit?action=bulk.", 0
-    import re
     while url:
         page = boss.get(url).text
         seen += re.findall(r"thing #(\d+)</a>", page)
