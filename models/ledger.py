@@ -111,6 +111,9 @@ class Withdrawal(Base):
         CheckConstraint(check_in("status", WithdrawalStatus), name="status"),
         CheckConstraint("amount_fen > 0 AND fee_fen >= 0 AND fee_fen < amount_fen", name="amounts"),
         CheckConstraint("method IS NULL OR method IN ('wechat_transfer', 'manual')", name="method"),
+        CheckConstraint("approval_method IS NULL OR approval_method IN ('wechat_transfer', 'manual')",
+                        name="approval_method"),
+        Index("ix_withdrawals_status_id", "status", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -126,6 +129,21 @@ class Withdrawal(Base):
     reason: Mapped[str | None] = mapped_column(String(200))    # why rejected or failed
     requested_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Dual approval (above [admin] dual_approval_fen): the first staff member's
+    # payment waits here — who asked, how, with which reference — until a
+    # different one confirms it; then ``approved_by`` names the second.
+    approval_by: Mapped[str | None] = mapped_column(String(64))  # the actor's name (staff name or cli:login)
+    approval_staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    approval_method: Mapped[str | None] = mapped_column(String(16))
+    approval_reference: Mapped[str | None] = mapped_column(String(64))
+    approval_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    approved_by: Mapped[str | None] = mapped_column(String(64))
+    # The WeChat Pay transfer bill as last heard of: its state (WAIT_USER_CONFIRM,
+    # CANCELING, SUCCESS, FAIL, CANCELLED…), when it was created (WeChat Pay
+    # cancels a bill left unconfirmed for 24 hours) and when we asked to cancel it.
+    transfer_state: Mapped[str | None] = mapped_column(String(24))
+    transfer_created_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     @property
     def net_fen(self) -> int:

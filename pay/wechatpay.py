@@ -404,6 +404,33 @@ class WeChatPayGateway:
             raise WeChatPayError("微信支付暂时不可用，请稍后再试", "BAD_ANSWER", f"bill of merchant {mchid!r}")
         return bill
 
+    def cancel_transfer(self, out_bill_no: str) -> TransferBill | None:
+        """Ask WeChat Pay to cancel a bill the payee has not confirmed
+        (POST …/transfer-bills/out-bill-no/{out_bill_no}/cancel, no body). It
+        answers CANCELING (or CANCELLED): the request is taken, the final
+        state comes as the MCHTRANSFER.BILL.FINISHED notification or from
+        ``query_transfer``. None when WeChat Pay has no such bill. Raises
+        TransferRefused when the bill can no longer be cancelled (it was
+        confirmed, failed or cancelled already: ask ``query_transfer``),
+        WeChatPayError when asking again later may help."""
+        if not OUT_BILL_NO.fullmatch(out_bill_no or ""):
+            return None
+        code, text = self._call("transfer cancel", self.client.mch_transfer_bills_cancel, out_bill_no=out_bill_no)
+        if code != 200:
+            err, message = _error_of(code, text)
+            if code == 404 or err == "NOT_FOUND":
+                return None
+            log.warning("wechatpay transfer cancel %s refused: %s %s %s", out_bill_no, code, err, message)
+            if 400 <= code < 500 and err in ("INVALID_REQUEST", "PARAM_ERROR"):
+                raise TransferRefused("微信支付不能撤销这笔转账", err, message)
+            raise WeChatPayError("微信支付暂时无法撤销转账，稍后自动重试", err,
+                                 f"transfer cancel {out_bill_no}: {code} {message}")
+        bill = self._bill(text, out_bill_no)
+        if bill is None:
+            raise WeChatPayError("微信支付暂时无法撤销转账，稍后自动重试", "BAD_ANSWER", str(text)[:200])
+        log.info("wechatpay transfer %s cancel asked: %s", out_bill_no, bill.state)
+        return bill
+
     @staticmethod
     def _bill(text: Any, out_bill_no: str) -> TransferBill | None:
         try:

@@ -41,6 +41,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from flask import Blueprint, Response, abort, current_app, redirect, render_template, request
 
 from app.extensions import redis_store
+from handlers import clock
 
 from . import paykeys
 
@@ -777,10 +778,12 @@ OUT_BILL_NO = re.compile(r"[A-Za-z0-9]{5,32}", re.ASCII)
 TRANSFER_MIN_FEN = 10            # 0.1 CNY
 TRANSFER_NAME_FROM_FEN = 200_000  # from 2,000 CNY the payee's name is required
 WAIT_USER_CONFIRM, TRANSFER_FINAL = "WAIT_USER_CONFIRM", ("SUCCESS", "FAIL", "CANCELLED")
+CANCELING, CANCELLED = "CANCELING", "CANCELLED"
+CONFIRM_WINDOW = timedelta(hours=24)  # a bill nobody confirmed is cancelled by WeChat Pay after this
 # The report items each scene asks for (1000 现金营销, 1005 佣金报酬).
 SCENE_REPORTS = {"1000": {"活动名称", "奖励说明"}, "1005": {"岗位类型", "报酬说明"}}
 BILL_STATE_DESC = {WAIT_USER_CONFIRM: "待收款用户确认", "SUCCESS": "已到账", "FAIL": "转账失败",
-                   "CANCELLED": "已撤销"}
+                   CANCELING: "撤销中", CANCELLED: "已撤销"}
 
 
 def _bill_key(mchid: str, out_bill_no: str) -> str:
@@ -891,7 +894,7 @@ def create_transfer_bill():
             if bill["content"] != bill_content(data, name):
                 return error(400, "INVALID_REQUEST", "商户单号重复，且与之前的转账信息不一致")
             return answer(bill_answer(bill))
-        created = rfc3339()
+        created = rfc3339(clock.now())  # the product's clock: the try-out can move it past the 24 hours
         bill = {"mchid": mchid, "appid": data["appid"], "out_bill_no": out_bill_no,
                 "transfer_bill_no": "1330" + f"{secrets.randbelow(10**36):036d}", "openid": data["openid"],
                 "amount": data["transfer_amount"], "remark": data["transfer_remark"], "user_name": name,
@@ -912,7 +915,76 @@ def query_transfer_bill(out_bill_no: str):
     bill = load_bill(mchid, out_bill_no) if OUT_BILL_NO.fullmatch(out_bill_no) else None
     if bill is None:
         return error(404, "NOT_FOUND", "记录不存在")
-    return answer(bill_view(bill))
+    return answer(bill_view(lapse_if_due(bill)))
+
+
+def lapse_if_due(bill: dict[str, Any]) -> dict[str, Any]:
+    """WeChat Pay cancels a bill left unconfirmed for 24 hours. The sandbox
+    does it when the bill is next looked at (queried, opened, cancelled),
+    by the product's clock (handlers.clock.now: the try-out can move it
+    forward), and then notifies like any other finish."""
+    created = parse_rfc3339(bill.get("create_time"))
+    if bill["state"] != WAIT_USER_CONFIRM or created is None or clock.now() - created < CONFIRM_WINDOW:
+        return bill
+    with lock(bill["mchid"], f"bill-{bill['out_bill_no']}"):
+        bill = load_bill(bill["mchid"], bill["out_bill_no"])
+        if bill["state"] != WAIT_USER_CONFIRM:
+            return bill
+        bill["state"], bill["fail_reason"], bill["update_time"] = CANCELLED, "", rfc3339(clock.now())
+        save_bill(bill)
+    schedule_transfer_notice(bill["mchid"], bill["out_bill_no"])
+    return bill
+
+
+@bp.post("/v3/fund-app/mch-transfer/transfer-bills/out-bill-no/<out_bill_no>/cancel")
+def cancel_transfer_bill(out_bill_no: str):
+    """撤销转账: before the payee confirms, the merchant takes the bill back.
+    The answer is CANCELING (the request is taken); a moment later the bill
+    is CANCELLED and MCHTRANSFER.BILL.FINISHED is sent. Asking again answers
+    the bill's state; a bill already confirmed or failed cannot be cancelled."""
+    mchid, problem = authenticated_mchid()
+    if problem:
+        return problem
+    bill = load_bill(mchid, out_bill_no) if OUT_BILL_NO.fullmatch(out_bill_no) else None
+    if bill is None:
+        return error(404, "NOT_FOUND", "记录不存在")
+    bill = lapse_if_due(bill)
+    with lock(mchid, f"bill-{out_bill_no}"):
+        bill = load_bill(mchid, out_bill_no)
+        if bill["state"] in ("SUCCESS", "FAIL"):
+            return error(400, "INVALID_REQUEST", f"转账单据状态为 {bill['state']}，不允许撤销")
+        fresh = bill["state"] == WAIT_USER_CONFIRM
+        if fresh:
+            bill["state"], bill["update_time"] = CANCELING, rfc3339(clock.now())
+            save_bill(bill)
+    if fresh:
+        schedule_transfer_notice(mchid, out_bill_no)
+    return answer({"out_bill_no": out_bill_no, "transfer_bill_no": bill["transfer_bill_no"],
+                   "state": bill["state"], "update_time": bill["update_time"]})
+
+
+def schedule_transfer_notice(mchid: str, out_bill_no: str) -> None:
+    """WeChat Pay finishes a cancellation a moment after answering, then
+    notifies: a queued job (on RQ with Redis, inline without) does both."""
+    from handlers.outbox import enqueue
+
+    enqueue("sandbox.wechatpay.finish_bill", mchid, out_bill_no,
+            job_id=f"sandbox-wxpay-bill-{mchid}-{out_bill_no}")
+
+
+def finish_bill(mchid: str, out_bill_no: str) -> str:
+    """The job: a CANCELING bill becomes CANCELLED; the final state is
+    notified to the merchant, whose answer is returned (and logged)."""
+    with lock(mchid, f"bill-{out_bill_no}"):
+        bill = load_bill(mchid, out_bill_no)
+        if bill is None:
+            return "unknown bill"
+        if bill["state"] == CANCELING:
+            bill["state"], bill["update_time"] = CANCELLED, rfc3339(clock.now())
+            save_bill(bill)
+    if bill["state"] not in TRANSFER_FINAL:
+        return f"bill {bill['state']}"
+    return notify_transfer(bill)
 
 
 def transfer_notification(bill: dict[str, Any], amount: int | None = None, mchid: str | None = None) -> str:
@@ -961,7 +1033,7 @@ def transfer_confirm():
     bill, back, page = _bill_of(request.args)
     if bill is None:
         return page
-    return transfer_page(bill, back)
+    return transfer_page(lapse_if_due(bill), back)
 
 
 # The three ways a bill in WAIT_USER_CONFIRM ends from the payee's sheet.
@@ -976,6 +1048,7 @@ def transfer_decide(action: str):
     if bill is None:
         return page
     state, fail_reason = ENDINGS[action]
+    lapse_if_due(bill)  # 24 hours gone: too late to confirm
     with lock(bill["mchid"], f"bill-{bill['out_bill_no']}"):
         bill = load_bill(bill["mchid"], bill["out_bill_no"])
         if bill["state"] != WAIT_USER_CONFIRM:  # a second tap: ended already, nothing moves twice

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from distribution_helpers import make_distributor, make_user
 from handlers.audit import SYSTEM
-from handlers import catalogue, commissions, notifications, orders, outbox, payments, referrals, withdrawals
+from handlers import audit, catalogue, commissions, notifications, orders, outbox, payments, referrals, withdrawals
 from handlers.clock import CHINA, now
 from handlers.payments import GatewayTrade
 from models import (Balance, CommissionRow, Notification, PayChannel, Refund, SandboxMessage, Source, User,
@@ -190,7 +190,7 @@ def test_a_negative_balance_is_explained_on_both_pages(rich_owner, base):
     key = withdrawals.new_request_key()
     w = withdrawals.request_withdrawal(rich_owner.distributor, 2469, key)
     outbox.commit()
-    withdrawals.pay_manually(w.id, "银行流水 001")
+    withdrawals.pay_manually(w.id, "银行流水 001", actor=audit.SYSTEM)
     outbox.commit()
     refund(rich_owner.order)
     page = rich_owner.get(f"{base}/h5/income").text
@@ -539,8 +539,8 @@ def test_the_money_pages_fit_a_phone(person, settings, app, base, request):
     w2 = withdrawals.request_withdrawal(d, 1234, withdrawals.new_request_key())
     withdrawals.request_withdrawal(d, 500, withdrawals.new_request_key())
     outbox.commit()
-    withdrawals.pay_manually(w1.id, "银行流水 20261125001")
-    withdrawals.reject(w2.id, "收款账户与实名信息不一致，请核对后重新申请")
+    withdrawals.pay_manually(w1.id, "银行流水 20261125001", actor=audit.SYSTEM)
+    withdrawals.reject(w2.id, "收款账户与实名信息不一致，请核对后重新申请", actor=audit.SYSTEM)
     outbox.commit()
     refund(refunded)
 

@@ -210,7 +210,7 @@ def test_a_refund_after_settlement_claws_back_and_blocks_withdrawal(app, setting
     withdrawals.request_withdrawal(d, 1000, key)
     outbox.commit()
     w = db.session.scalars(select(Withdrawal)).one()
-    withdrawals.pay_manually(w.id, "银行流水 20261125001")
+    withdrawals.pay_manually(w.id, "银行流水 20261125001", actor=audit.SYSTEM)
     outbox.commit()
     # The order is returned after the money was paid out: take it back.
     payments.start_refund(first.order_no, "退货", actor=SYSTEM)  # shipped orders can be refunded
@@ -282,7 +282,7 @@ def test_the_daily_limit(rich, live):
             withdrawals.request_withdrawal(d, 2001, withdrawals.new_request_key())
         outbox.rollback()
         assert "每日" in exc.value.message
-        withdrawals.reject(w.id, "信息有误")  # rejected money no longer counts against today
+        withdrawals.reject(w.id, "信息有误", actor=audit.SYSTEM)  # rejected money no longer counts against today
         outbox.commit()
         withdrawals.request_withdrawal(d, 5000, withdrawals.new_request_key())
         outbox.commit()
@@ -336,10 +336,10 @@ def test_paying_rejecting_and_transfers(rich):
     ask = lambda amount: withdrawals.request_withdrawal(rich, amount, withdrawals.new_request_key())  # noqa: E731
     paid, rejected, failed, cancelled, ok = ask(1000), ask(1000), ask(1000), ask(1000), ask(1000)
     outbox.commit()
-    withdrawals.pay_manually(paid.id, "网银 0001")
-    withdrawals.reject(rejected.id, "账户信息不符")
+    withdrawals.pay_manually(paid.id, "网银 0001", actor=audit.SYSTEM)
+    withdrawals.reject(rejected.id, "账户信息不符", actor=audit.SYSTEM)
     for w in (failed, cancelled, ok):
-        withdrawals.start_transfer(w.id)
+        withdrawals.start_transfer(w.id, actor=audit.SYSTEM)
     outbox.commit()
     withdrawals.transfer_finished(failed.out_bill_no, "FAIL")
     withdrawals.transfer_finished(cancelled.out_bill_no, "CANCELLED")
@@ -350,7 +350,7 @@ def test_paying_rejecting_and_transfers(rich):
     assert (b.withdrawable_fen, b.reserved_fen, b.withdrawn_fen) == (8000, 0, 2000)
     for w in (paid, rejected):
         with pytest.raises(Exception):
-            withdrawals.reject(w.id, "再来一次")
+            withdrawals.reject(w.id, "再来一次", actor=audit.SYSTEM)
         outbox.rollback()
     kinds = db.session.scalars(select(Notification.kind).where(Notification.kind.like("withdrawal%"))).all()
     assert sorted(kinds) == ["withdrawal_paid", "withdrawal_paid", "withdrawal_rejected", "withdrawal_rejected",

@@ -11,7 +11,7 @@ from sqlalchemy import func, select, text
 from app.extensions import redis_store
 from distribution_helpers import make_distributor, make_user
 from handlers.audit import SYSTEM
-from handlers import catalogue, commissions, orders, outbox, payments, referrals, settings, withdrawals
+from handlers import audit, catalogue, commissions, orders, outbox, payments, referrals, settings, withdrawals
 from handlers.clock import now
 from handlers.errors import DomainError
 from handlers.payments import GatewayTrade
@@ -143,12 +143,12 @@ def test_no_fen_is_created_or_lost(app, steps):
                     continue
                 w = waiting[op[1] % len(waiting)]
                 if op[2] == "pay":
-                    withdrawals.pay_manually(w.id, "凭证", at=clock)
+                    withdrawals.pay_manually(w.id, "凭证", at=clock, actor=audit.SYSTEM)
                 elif op[2] == "reject":
-                    withdrawals.reject(w.id, "不符", at=clock)
+                    withdrawals.reject(w.id, "不符", at=clock, actor=audit.SYSTEM)
                 else:
                     if w.status == "requested":
-                        withdrawals.start_transfer(w.id, at=clock)
+                        withdrawals.start_transfer(w.id, at=clock, actor=audit.SYSTEM)
                         outbox.commit()
                     withdrawals.transfer_finished(w.out_bill_no or "none", "SUCCESS" if op[2] == "transfer_ok"
                                                   else "FAIL", at=clock)

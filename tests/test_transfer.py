@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from wechatpayv3.type import RequestType
 
 from distribution_helpers import make_distributor
-from handlers import commissions, outbox, payments, withdrawals
+from handlers import audit, commissions, outbox, payments, withdrawals
 from handlers.errors import Conflict
 from models import Distributor, Notification, Withdrawal, db
 from pay.wechatpay import TRANSFER_NOTIFY_PATH, TransferRefused, WeChatPayGateway
@@ -448,7 +448,7 @@ def test_the_cli_refuses_what_cannot_be_transferred(rich, app, jobs):
     d = rich()
     assert cli(app, "transfer", "999999").exit_code != 0
     w = ask(d, 2000)
-    withdrawals.reject(w.id, "信息有误")
+    withdrawals.reject(w.id, "信息有误", actor=audit.SYSTEM)
     outbox.commit()
     result = cli(app, "transfer", str(w.id))
     assert result.exit_code != 0
