@@ -36,6 +36,7 @@ from admin_helpers import PASSWORD, ROLES
 from admin_helpers import log_in as admin_log_in
 from distribution_helpers import make_distributor, make_user
 from handlers import applications, audit, catalogue, notifications, outbox, payments, withdrawals
+from handlers import media as pictures
 from handlers import staff as staff_rules
 from handlers.payments import GatewayTrade
 from models import Notification, Order, PayChannel, SandboxMedia, Withdrawal, db
@@ -69,6 +70,7 @@ class World:
     application_id: int = 0  # pending
     staff_id: int = 0  # a shipping clerk nobody walks as
     entry_id: int = 0  # an audit entry with a before and an after
+    picture: str = ""  # an uploaded product picture's name under /media
 
     def order_of(self, who: str) -> str:
         return self.orders.get(who) or self.orders["customer"]  # someone else's: "not found", never a 500
@@ -178,10 +180,21 @@ def _admin_rows(w: World) -> None:
     outbox.commit()
     w.staff_id = staff_rules.create_staff("walk.clerk", "shipping", PASSWORD, audit.SYSTEM).id
     outbox.commit()
+    w.picture = pictures.store(pictures.prepare(_png())).rsplit("/", 1)[1]
     w.entry_id = audit.record(audit.Actor("walk.clerk", w.staff_id, "shipping", "127.0.0.1"), "product.edit",
                               "product", w.product_id, before={"price_fen": 16800, "on_sale": True},
                               after={"price_fen": 15800, "on_sale": True}, reason="双十二").id
     outbox.commit()
+
+
+def _png() -> bytes:
+    from io import BytesIO
+
+    from PIL import Image
+
+    out = BytesIO()
+    Image.new("RGB", (64, 48), (212, 96, 72)).save(out, "PNG")
+    return out.getvalue()
 
 
 # Admin routes are filled by their arguments' names: a new admin page is walked as it lands.
@@ -227,6 +240,7 @@ FILL = {
     "h5.confirm_transfer": lambda w, who: {"withdrawal_id": w.withdrawal.id},
     "sandbox.static": lambda w, who: {"filename": "sandbox.css"},
     "admin.static": lambda w, who: {"filename": "admin.css"},
+    "media": lambda w, who: {"filename": w.picture},
     "sandbox.avatar": lambda w, who: {"openid": w.openid},
     "sandbox.media": lambda w, who: {"media_id": w.media_id},
     "sandbox_wechatpay.query": lambda w, who: {"out_trade_no": w.order_of(who)},
