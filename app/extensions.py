@@ -43,6 +43,17 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
         cur.execute("PRAGMA busy_timeout=10000")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
+
+
+@event.listens_for(Engine, "savepoint")
+def _sqlite_savepoint_inside_a_transaction(conn, _name) -> None:
+    # pysqlite opens a transaction only before a write, so a SAVEPOINT taken
+    # before any write would open one itself and its RELEASE would commit it:
+    # the change would outlive a later rollback of the request (and of its
+    # audit row). Open the real transaction first, as PostgreSQL has.
+    dbapi_conn = conn.connection.dbapi_connection
+    if isinstance(dbapi_conn, sqlite3.Connection) and not dbapi_conn.in_transaction:
+        dbapi_conn.execute("BEGIN")
 migrate = Migrate()
 # H5 forms carry a token; WeChat's pushes and the sandbox platform are exempt.
 csrf = CSRFProtect()

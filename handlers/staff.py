@@ -17,7 +17,7 @@ from models import Staff, StaffRole, StaffSession, db
 
 from . import audit, settings
 from .audit import Actor
-from .clock import now
+from .clock import real_now as now  # staff sessions and TOTP follow the wall clock, never the sandbox clock
 from .errors import Conflict, DomainError, NotFound
 
 NAME = re.compile(r"^[a-z][a-z0-9_.-]{2,31}$")

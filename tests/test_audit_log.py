@@ -71,8 +71,6 @@ def test_a_change_and_its_audit_row_roll_back_together(app, make_staff):
     assert _count() == before
 
 
-@pytest.mark.xfail(not DB_URL, strict=True, reason="pysqlite: a SAVEPOINT outside a transaction begins one and its "
-                   "RELEASE commits it (app/extensions.py needs SQLAlchemy's pysqlite SAVEPOINT recipe)")
 def test_a_change_made_under_a_savepoint_rolls_back_with_its_audit_row(app, make_staff):
     make_staff("boss")
     before = _count()

@@ -14,6 +14,7 @@ import pytest
 import requests
 from sqlalchemy import event, select
 
+from admin_helpers import make_staff, staff_browser  # noqa: F401
 from conftest import needs_postgres, second_product
 from distribution_helpers import make_distributor, make_user
 from handlers import audit, clock, commissions, orders, outbox, payments, referrals, withdrawals
@@ -276,3 +277,13 @@ def test_a_move_is_in_the_audit_log(app, base):
     entry = db.session.scalars(select(AuditEntry).where(AuditEntry.action == "sandbox.clock")).one()
     assert entry.actor == "sandbox:simulator" and entry.after == {"offset_seconds": 86400}
     assert db.session.scalar(select(Withdrawal.id)) is None and db.session.scalar(select(Order.id)) is None
+
+
+def test_moving_the_clock_does_not_log_the_merchant_out(app, base, staff_browser):
+    """Staff sessions follow the wall clock: 30 days ahead is past their 12-hour
+    life by the sandbox's time, yet the merchant playing both sides stays in."""
+    merchant = staff_browser("owner")
+    move(simulator(base), base, 30)
+    assert ahead() > 29 * DAY
+    res = merchant.get(f"{base}/admin/", allow_redirects=False)
+    assert res.status_code == 200 and merchant.staff_name in res.text
