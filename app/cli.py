@@ -123,6 +123,21 @@ def outbox_relay(once: bool) -> None:
     click.echo(f"{total} row(s) handed over")
 
 
+@click.command("cron")
+@with_appcontext
+def cron() -> None:
+    """Enqueue the timetabled jobs (app/cron.py) when they fall due; run one
+    beside the workers. Needs Redis."""
+    from .cron import SCHEDULE, serve
+    from .extensions import queue, redis_store
+
+    if current_app.config["SETTINGS"].uses_redis_fallback:
+        raise click.ClickException("cron needs Redis ([app] redis_url): the try-out runs these jobs by command")
+    for path, expression, what in SCHEDULE:
+        click.echo(f"{expression:<14} {path}: {what}")
+    serve(redis_store.conn, queue.queue.name)
+
+
 def register(app: Flask) -> None:
     from .cli_distribution import applications_cli, units_cli
     from .cli_money import commissions_cli, withdrawals_cli
@@ -140,6 +155,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(commissions_cli)
     app.cli.add_command(menu_cli)
     app.cli.add_command(worker)
+    app.cli.add_command(cron)
     app.cli.add_command(outbox_cli)
     app.cli.add_command(refunds_cli)
     app.cli.add_command(staff_cli)
