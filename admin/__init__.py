@@ -10,5 +10,5 @@ from flask import Blueprint
 bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="templates", static_folder="static",
                static_url_path="/static")
 
-from . import (applications, audit_pages, auth, home, nav, orders, products, staff_pages,  # noqa: E402,F401
-               support, withdrawals)
+from . import (applications, audit_pages, auth, distributors, exports, home, menu_editor, nav,  # noqa: E402,F401
+               orders, products, reconcile, rules, staff_pages, stats, support, withdrawals)

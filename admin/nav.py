@@ -14,6 +14,12 @@ MENU = [
     ("admin.withdrawals", "提现", "withdrawals.view", "admin.withdrawal"),
     ("admin.orders", "订单", "orders.view", "admin.order"),
     ("admin.products", "商品", "products.view", "admin.product"),
+    ("admin.distributors", "分销商", "distributors.view", "admin.distributor"),
+    ("admin.stats", "统计", "stats.view", "admin.stats"),
+    ("admin.reconcile", "对账", "reconcile.view", "admin.reconcile"),
+    ("admin.rules", "规则设置", "rules.view", "admin.rule"),
+    ("admin.menu_editor", "公众号菜单", "menu.view", "admin.menu_editor"),
+    ("admin.exports", "导出", "exports", "admin.export"),
     ("admin.audit_log", "操作日志", "audit.view", "admin.audit"),
     ("admin.staff_list", "员工", "staff.manage", "admin.staff"),
 ]

@@ -146,6 +146,8 @@ def register(app: Flask) -> None:
     from .cli_products import products_cli
     from .cli_staff import staff_cli
     from .cli_tryout import tryout_cli
+    from .cli_leaderboard import leaderboard_cli
+    from .cli_reconcile import reconcile_cli
 
     app.cli.add_command(applications_cli)
     app.cli.add_command(units_cli)
@@ -160,3 +162,5 @@ def register(app: Flask) -> None:
     app.cli.add_command(refunds_cli)
     app.cli.add_command(staff_cli)
     app.cli.add_command(tryout_cli)
+    app.cli.add_command(leaderboard_cli)
+    app.cli.add_command(reconcile_cli)

@@ -44,6 +44,13 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "withdrawals.view": frozenset({"owner", "finance"}),
     "withdrawals.pay": frozenset({"owner", "finance"}),
     "exports": frozenset({"owner", "finance"}),
+    "stats.view": frozenset({"owner", "operator", "finance"}),
+    "rules.view": frozenset({"owner", "operator", "finance"}),
+    "rules.edit": frozenset({"owner"}),
+    "menu.view": frozenset({"owner", "operator"}),
+    "menu.edit": frozenset({"owner", "operator"}),
+    "reconcile.view": frozenset({"owner", "finance"}),
+    "reconcile.act": frozenset({"owner", "finance"}),
     "audit.view": frozenset({"owner", "finance"}),
     "staff.manage": frozenset({"owner"}),
 }

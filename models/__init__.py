@@ -10,6 +10,7 @@ from .notification import Notification, NotificationKind
 from .outbox import OutboxRow, OutboxState
 from .order import ORDER_STATES, Order, OrderLine, OrderStatus, PayChannel
 from .payment import NoticeVerdict, Payment, PaymentNotice, Refund, RefundOrigin, RefundStatus
+from .reach import UnitVisit
 from .referral import ReferralTouch, TouchOutcome
 from .sandbox import SandboxClock, SandboxMedia, SandboxMenu, SandboxMessage, SandboxQRCode, SandboxUser
 from .shop import Address, Product, UnitProduct
@@ -23,7 +24,7 @@ __all__ = [
     "User", "Subscription", "FirstContact", "Source",
     "Distributor", "DistributorStatus", "Unit", "QRStatus",
     "Application", "ApplicationStatus", "APPLICATION_STATES",
-    "ReferralTouch", "TouchOutcome",
+    "ReferralTouch", "TouchOutcome", "UnitVisit",
     "Product", "UnitProduct", "Address",
     "Order", "OrderLine", "OrderStatus", "ORDER_STATES", "PayChannel",
     "Payment", "PaymentNotice", "NoticeVerdict", "Refund", "RefundOrigin", "RefundStatus",
