@@ -95,11 +95,14 @@ def _add(task: str, args: tuple, key: str | None, when: datetime | None) -> None
 
 # --- the transport's side: commit, rollback --------------------------------------------
 
-def commit() -> None:
-    """Commit; the new rows go to RQ (or run inline without Redis)."""
+def commit(run_inline: bool = True) -> None:
+    """Commit; the new rows go to RQ (or run inline without Redis, unless
+    ``run_inline`` is false: then they wait for the relay, or for whoever
+    runs their work at a moment of their choosing)."""
     session = db.session()
     session.commit()
-    for row_id in session.info.pop(_INLINE, []):
+    held = session.info.pop(_INLINE, [])
+    for row_id in held if run_inline else ():
         run(row_id)
 
 

@@ -114,8 +114,7 @@ def test_a_clawback_between_start_and_bill_stops_the_transfer(app, sandbox_user,
     outbox.commit()
     w = withdrawals.start_transfer(w.id, actor=audit.SYSTEM)
     # Committed with the bill's job still waiting (not run inline): it runs below, after the claw-back.
-    db.session.commit()
-    db.session.info.pop(outbox._INLINE, None)
+    outbox.commit(run_inline=False)
     refund(order)
     assert balance(d) == (-3000, 3000, 0)
     create_transfer(w.out_bill_no)
