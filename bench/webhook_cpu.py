@@ -1,0 +1,146 @@
+"""The webhook's own CPU per follow, in one process, without the network.
+
+``bench/webhook.py`` measures the whole machine under load; this measures
+only the product's Python and its database calls per ``subscribe`` event with
+a QR scene (a new follower bound to a distributor), the event a viral poster
+brings by the thousand: it seeds distributors, builds signed and encrypted
+pushes exactly as WeChat does (``sandbox.push.WeChatServer``), then POSTs them
+through the app's WSGI stack (Flask's test client) one after another and
+reads ``time.process_time`` (this process: Flask, wechatpy, SQLAlchemy,
+psycopg's client side) and PostgreSQL's backend CPU from ``/proc``.
+
+    .venv/bin/python bench/webhook_cpu.py               # 3000 events
+    .venv/bin/python bench/webhook_cpu.py --profile     # and the top functions (cProfile)
+
+It drops and recreates the database (its name must contain ``bench``) and
+FLUSHDBs the Redis database (not 0).
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import pstats
+import secrets
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlencode
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from webhook import APPID, ACCOUNT, flush_redis, recreate_database  # noqa: E402
+
+from sandbox.push import WeChatServer  # noqa: E402
+
+
+def pg_backend_cpu(database: str) -> float:
+    """CPU seconds (user + system) of the PostgreSQL backends serving ``database``."""
+    import psycopg
+
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    with psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", autocommit=True) as conn:
+        pids = [r[0] for r in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (database,))]
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--database-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/fx_cpu_bench")
+    ap.add_argument("--redis-url", default="redis://127.0.0.1:6379/10")
+    ap.add_argument("--events", type=int, default=3000)
+    ap.add_argument("--distributors", type=int, default=20)
+    ap.add_argument("--mode", choices=("safe", "plain"), default="safe")
+    ap.add_argument("--profile", action="store_true", help="print the 25 functions with the most own time")
+    args = ap.parse_args()
+
+    recreate_database(args.database_url, force=False)
+    flush_redis(args.redis_url, force=False)
+    token, aes_key = secrets.token_hex(8), secrets.token_urlsafe(32)[:43]
+    aes_key = (aes_key + "A" * 43)[:43].replace("-", "a").replace("_", "b")
+    config = Path(tempfile.mkstemp(suffix=".toml")[1])
+    config.write_text(f"""[app]
+secret_key = "{secrets.token_hex(16)}"
+base_url = "http://127.0.0.1:8199"
+database_url = "{args.database_url}"
+redis_url = "{args.redis_url}"
+log_level = "WARNING"
+
+[wechat]
+appid = "{APPID}"
+secret = "{secrets.token_hex(16)}"
+token = "{token}"
+encoding_aes_key = "{aes_key if args.mode == 'safe' else ''}"
+sandbox = true
+
+[distribution]
+review = "manual"
+""")
+    os.environ["FENXIAO_CONFIG"] = str(config)
+    from flask_migrate import upgrade
+
+    from app import create_app
+    from handlers import applications, audit, outbox, users
+    from models import FirstContact, User, db
+
+    app = create_app()
+    try:
+        with app.app_context():
+            upgrade(directory=str(ROOT / "migrations"))
+            scenes = []
+            for i in range(args.distributors):
+                user = users.record_contact(f"oCPUDIST{i:04d}{secrets.token_hex(6)}", FirstContact.SUBSCRIBE).user
+                outbox.commit()
+                application = applications.apply_for_distributor(user, "张三", "13800138000", "压测")
+                outbox.commit()
+                scenes.append(applications.approve_application(application.id, actor=audit.SYSTEM).unit.scene)
+                outbox.commit()
+            db.session.remove()
+
+        server = WeChatServer(webhook_url="", token=token, appid=APPID, encoding_aes_key=aes_key, account=ACCOUNT)
+        pushes = []
+        for i in range(args.events + 200):
+            fields = server.subscribe(f"oCPU{i:010d}{secrets.token_hex(4)}", scenes[i % len(scenes)])
+            params, body = server.signed_request(fields, safe=args.mode == "safe")
+            pushes.append(("/wx?" + urlencode(params), body))
+        client = app.test_client()
+        for url, body in pushes[:200]:  # warm-up: imports, caches, connections
+            assert client.post(url, data=body, content_type="text/xml").status_code == 200
+        database = args.database_url.rsplit("/", 1)[1]
+        profiler = cProfile.Profile() if args.profile else None
+        pg0, cpu0, wall0 = pg_backend_cpu(database), time.process_time(), time.perf_counter()
+        if profiler:
+            profiler.enable()
+        for url, body in pushes[200:]:
+            res = client.post(url, data=body, content_type="text/xml")
+            if res.status_code != 200 or b"xml" not in res.data:
+                raise SystemExit(f"push answered {res.status_code}: {res.data[:200]!r}")
+        if profiler:
+            profiler.disable()
+        cpu, wall, pg = time.process_time() - cpu0, time.perf_counter() - wall0, pg_backend_cpu(database) - pg0
+        with app.app_context():
+            bound = db.session.query(User).filter(User.openid.like("oCPU0%"), User.referrer_id.isnot(None)).count()
+        n = args.events
+        print(f"{n} subscribe events ({args.mode} mode): product CPU {cpu / n * 1000:.3f} ms/event, "
+              f"PostgreSQL {pg / n * 1000:.3f} ms/event, wall {wall / n * 1000:.3f} ms/event; "
+              f"{bound} of {n + 200} new followers bound")
+        if profiler:
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+            pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
+    finally:
+        config.unlink(missing_ok=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
