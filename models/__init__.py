@@ -6,6 +6,7 @@ from .distributor import Distributor, DistributorStatus, QRStatus, Unit
 from .h5_session import H5Session  # noqa: F401  (a table of the H5 transport)
 from .ledger import (COMMISSION_STATES, WITHDRAWAL_STATES, Balance, CommissionKind, CommissionRow,
                      CommissionState, Withdrawal, WithdrawalStatus)
+from .menu import MenuVersion  # noqa: F401  (the account's menu, handlers.menu)
 from .notification import Notification, NotificationKind
 from .outbox import OutboxRow, OutboxState
 from .order import ORDER_STATES, Order, OrderLine, OrderStatus, PayChannel
