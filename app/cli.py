@@ -13,27 +13,27 @@ menu_cli = AppGroup("menu", help="The official account's custom menu.")
 
 @menu_cli.command("push")
 def menu_push() -> None:
-    """Publish wxbot/menu.json to WeChat (menu/create)."""
-    from wechatpy.exceptions import WeChatClientException
+    """Publish wxbot/menu.json to WeChat (menu/create), as a menu version
+    (the admin's 公众号菜单 page pushes the same way)."""
+    from handlers import menu as menu_rules
+    from handlers import outbox
+    from handlers.audit import cli_actor
+    from handlers.errors import DomainError
+    from wxbot.menu import load_menu
 
-    from wxbot.client import wechat_client
-    from wxbot.commands import COMMANDS
-    from wxbot.menu import load_menu, problems
-
-    from .cli_support import printable  # the token URL carries the AppSecret
-
-    menu = load_menu()
-    found = problems(menu, set(COMMANDS))
-    if found:
-        raise click.ClickException("菜单定义有误：\n" + "\n".join(found))
     try:
-        wechat_client().menu.create(menu)
-    except WeChatClientException as exc:
+        pushed = menu_rules.push(load_menu(), actor=cli_actor())
+        outbox.commit()
+    except menu_rules.PushFailed as exc:
+        outbox.rollback()
+        if exc.errcode is None:
+            raise click.ClickException(f"could not reach WeChat at "
+                                       f"{current_app.config['SETTINGS']['wechat']['api_base']}: {exc.errmsg}") from None
         raise click.ClickException(f"WeChat refused the menu: {exc.errcode} {exc.errmsg}") from None
-    except requests.RequestException as exc:
-        raise click.ClickException(f"could not reach WeChat at {printable(exc.request.url) if exc.request else ''}: "
-                                   f"{type(exc).__name__}") from None
-    click.echo(f"menu published to {current_app.config['SETTINGS']['wechat']['api_base']}")
+    except DomainError as exc:
+        outbox.rollback()
+        raise click.ClickException(exc.message) from None
+    click.echo(f"menu published to {current_app.config['SETTINGS']['wechat']['api_base']} (version {pushed.id})")
 
 
 @click.command("worker")
