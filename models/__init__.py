@@ -4,6 +4,7 @@ from .audit import AuditEntry
 from .base import Base, db, utcnow
 from .distributor import Distributor, DistributorStatus, QRStatus, Unit
 from .h5_session import H5Session  # noqa: F401  (a table of the H5 transport)
+from .leaderboard import FROZEN_DISTRIBUTORS, PAYMENTS_BY_TIME  # noqa: F401  (indexes of handlers.leaderboard)
 from .ledger import (COMMISSION_STATES, WITHDRAWAL_STATES, Balance, CommissionKind, CommissionRow,
                      CommissionState, Withdrawal, WithdrawalStatus)
 from .menu import MenuVersion  # noqa: F401  (the account's menu, handlers.menu)
@@ -13,10 +14,12 @@ from .order import ORDER_STATES, Order, OrderLine, OrderStatus, PayChannel
 from .payment import NoticeVerdict, Payment, PaymentNotice, Refund, RefundOrigin, RefundStatus
 from .reach import UnitVisit
 from .referral import ReferralTouch, TouchOutcome
+from .rules import RuleRevision, RuleVersion  # noqa: F401  (the merchant's rules, handlers.rules)
 from .sandbox import SandboxClock, SandboxMedia, SandboxMenu, SandboxMessage, SandboxQRCode, SandboxUser
 from .shop import Address, Product, UnitProduct
 from .staff import Staff, StaffRole, StaffSession
 from .states import IllegalTransition, StateMachine
+from .stats import DailyStat, DailyUnitStat  # noqa: F401  (the statistics page's days)
 from .user import FirstContact, Source, Subscription, User
 from .wx_push import WxPush
 

@@ -1,0 +1,417 @@
+"""Statistics over a range of China days (PRODUCT.md flow 14).
+
+What each figure counts, by the day (China time, 00:00-24:00 CST) of the
+moment named:
+
+* **sales** (销售额): the totals of orders paid that day (``orders.paid_at``)
+  and how many (订单数); **refunded** (退款): refunds that succeeded that day
+  (``refunds.finished_at``), except automatic ones (a second payment given
+  back never counted as a sale) — the dashboard's definitions
+  (handlers.dashboard). **Net** = sales - refunded: a refund counts on the day
+  the money went back, not on the order's day, so a past day never changes.
+* **refund rate** (退款率) = refunded / sales over the range.
+* **new users** (新用户): first contact that day (``users.created_at``); **new
+  followers** (新增关注): those of them who came by following (first contact
+  not OAuth); **new customers** (新增客户): users bound to a distributor that
+  day (``users.attributed_at``); **new distributors**: approved that day.
+* **commission accrued** (产生佣金): commission rows created that day;
+  **settled** (结算佣金): rows that became withdrawable that day, a clawback of
+  withdrawable money counting negative; **paid** (提现打款): withdrawals paid
+  that day (``withdrawals.decided_at``, status paid).
+* per unit: its sales and refunds (by the order's unit), **visits** (打开次数,
+  ``unit_visits``), **visitors** (访客: distinct visitors of each day, summed
+  over the days), **bound** (绑定客户: ``referral_touches`` outcome bound
+  through the unit) and **first orders** (首单: a buyer's first paid order,
+  placed at the unit).
+
+Past days are read from ``daily_stats``/``daily_unit_stats`` (models/stats.py),
+today is counted live. A day's row computed before the day was over (plus
+``SETTLE_MARGIN`` for transactions still committing at midnight) is stale and
+is recomputed when a page asks for it, as is a missing one: so the first page
+after midnight counts yesterday once, and a move of the sandbox clock finds
+the days it jumped over missing. ``flask --app wsgi stats rebuild`` counts a
+range again from the rows (e.g. after an import, or to fill a year at once).
+The one figure a later event can change on a past day: a second partial
+refund after settlement enlarges an existing clawback row, whose settled day
+is in the past; a rebuild of that day puts it right.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from datetime import date, datetime, time, timedelta
+from typing import Iterable, Mapping
+
+from sqlalchemy import Date, and_, delete, exists, func, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import aliased
+from sqlalchemy.sql.expression import FunctionElement
+
+from models import (CommissionKind, CommissionRow, DailyStat, DailyUnitStat, Distributor, FirstContact, Order,
+                    ReferralTouch, Refund, RefundOrigin, RefundStatus, TouchOutcome, Unit, UnitVisit, User,
+                    Withdrawal, WithdrawalStatus, db)
+
+from .clock import CHINA, now
+from .errors import DomainError
+
+MAX_DAYS = 366
+DEFAULT_DAYS = 30
+EARLIEST = date(2000, 1, 1)
+SETTLE_MARGIN = timedelta(minutes=10)
+TOP_UNITS = 10
+FUNNEL_UNITS = 20
+
+
+# -- the China day of a stored instant, in SQL ------------------------------------
+
+class china_day(FunctionElement):
+    """The China-time calendar day of a UTC timestamp column."""
+
+    type = Date()
+    inherit_cache = True
+
+
+@compiles(china_day, "postgresql")
+def _china_day_pg(element, compiler, **kw):
+    return f"CAST(timezone('UTC', {compiler.process(element.clauses, **kw)}) + INTERVAL '8 hours' AS DATE)"
+
+
+@compiles(china_day, "sqlite")
+def _china_day_sqlite(element, compiler, **kw):
+    # Whole seconds only: SQLite rounds 23:59:59.999999 up to the next day.
+    return f"date(substr({compiler.process(element.clauses, **kw)}, 1, 19), '+8 hours')"
+
+
+def _as_date(value) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
+
+
+def today(at: datetime | None = None) -> date:
+    return (at or now()).astimezone(CHINA).date()
+
+
+def _span(first: date, last: date) -> tuple[datetime, datetime]:
+    """Days first..last (inclusive) as [start, end) instants."""
+    return (datetime.combine(first, time(), CHINA),
+            datetime.combine(last + timedelta(days=1), time(), CHINA))
+
+
+def _days(first: date, last: date) -> list[date]:
+    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+# -- the figures -------------------------------------------------------------------
+
+@dataclass
+class DayFigures:
+    paid_fen: int = 0
+    orders_paid: int = 0
+    refunded_fen: int = 0
+    new_users: int = 0
+    new_followers: int = 0
+    new_customers: int = 0
+    new_distributors: int = 0
+    commission_accrued_fen: int = 0
+    commission_settled_fen: int = 0
+    withdrawals_paid_fen: int = 0
+
+    @property
+    def net_fen(self) -> int:
+        return self.paid_fen - self.refunded_fen
+
+    def add(self, other: "DayFigures") -> None:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+
+@dataclass
+class UnitFigures:
+    paid_fen: int = 0
+    orders_paid: int = 0
+    refunded_fen: int = 0
+    visits: int = 0
+    visitors: int = 0
+    bound: int = 0
+    first_orders: int = 0
+
+    @property
+    def net_fen(self) -> int:
+        return self.paid_fen - self.refunded_fen
+
+    def add(self, other: "UnitFigures") -> None:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+    def is_empty(self) -> bool:
+        return not any(getattr(self, f.name) for f in fields(self))
+
+
+DAY_FIELDS = [f.name for f in fields(DayFigures)]
+UNIT_FIELDS = [f.name for f in fields(UnitFigures)]
+
+
+def _grouped(column, start: datetime, end: datetime, *measures, where: Iterable = (), by_unit=None,
+             from_=None):
+    """(day[, unit], measures…) rows of ``column``'s days in [start, end)."""
+    day = china_day(column)
+    keys = [day] + ([by_unit] if by_unit is not None else [])
+    query = select(*keys, *measures)
+    if from_ is not None:
+        query = query.select_from(from_)
+    query = query.where(column >= start, column < end, *where).group_by(*keys)
+    return db.session.execute(query).all()
+
+
+def _refund_kept():
+    return (Refund.status == RefundStatus.SUCCEEDED.value, Refund.origin != RefundOrigin.AUTO.value)
+
+
+def _first_orders(start: datetime, end: datetime) -> list:
+    """(day, unit, count) of paid orders that were their buyer's first paid
+    order: a signed-in buyer by user, a guest by mobile number."""
+    earlier = aliased(Order)
+    before = or_(earlier.paid_at < Order.paid_at, and_(earlier.paid_at == Order.paid_at, earlier.id < Order.id))
+    rows = []
+    for who, same in ((Order.buyer_id.is_not(None), earlier.buyer_id == Order.buyer_id),
+                      (Order.buyer_id.is_(None), and_(earlier.buyer_id.is_(None),
+                                                      earlier.guest_mobile == Order.guest_mobile))):
+        none_before = ~exists().where(same, earlier.paid_at.is_not(None), before)
+        rows += _grouped(Order.paid_at, start, end, func.count(), by_unit=Order.unit_id, where=(who, none_before))
+    return rows
+
+
+def compute(first: date, last: date) -> tuple[dict[date, DayFigures], dict[tuple[date, int], UnitFigures]]:
+    """Every figure of days first..last, straight from the rows."""
+    start, end = _span(first, last)
+    days = {d: DayFigures() for d in _days(first, last)}
+    units: dict[tuple[date, int], UnitFigures] = {}
+
+    def put(rows, *names):
+        for d, *values in rows:
+            figures = days[_as_date(d)]
+            for name, value in zip(names, values):
+                setattr(figures, name, getattr(figures, name) + int(value or 0))
+
+    def put_unit(rows, *names):
+        for d, unit_id, *values in rows:
+            figures = units.setdefault((_as_date(d), unit_id), UnitFigures())
+            for name, value in zip(names, values):
+                setattr(figures, name, getattr(figures, name) + int(value or 0))
+
+    put(_grouped(Order.paid_at, start, end, func.coalesce(func.sum(Order.total_fen), 0), func.count()),
+        "paid_fen", "orders_paid")
+    put(_grouped(Refund.finished_at, start, end, func.coalesce(func.sum(Refund.amount_fen), 0),
+                 where=_refund_kept()), "refunded_fen")
+    put(_grouped(User.created_at, start, end, func.count(),
+                 func.count().filter(User.first_contact != FirstContact.OAUTH.value)), "new_users", "new_followers")
+    put(_grouped(User.attributed_at, start, end, func.count()), "new_customers")
+    put(_grouped(Distributor.approved_at, start, end, func.count()), "new_distributors")
+    put(_grouped(CommissionRow.created_at, start, end, func.coalesce(func.sum(CommissionRow.amount_fen), 0),
+                 where=(CommissionRow.kind == CommissionKind.COMMISSION.value,)), "commission_accrued_fen")
+    put(_grouped(CommissionRow.settled_at, start, end, func.coalesce(func.sum(CommissionRow.amount_fen), 0)),
+        "commission_settled_fen")
+    put(_grouped(Withdrawal.decided_at, start, end, func.coalesce(func.sum(Withdrawal.amount_fen), 0),
+                 where=(Withdrawal.status == WithdrawalStatus.PAID.value,)), "withdrawals_paid_fen")
+
+    put_unit(_grouped(Order.paid_at, start, end, func.coalesce(func.sum(Order.total_fen), 0), func.count(),
+                      by_unit=Order.unit_id), "paid_fen", "orders_paid")
+    put_unit(_grouped(Refund.finished_at, start, end, func.coalesce(func.sum(Refund.amount_fen), 0),
+                      by_unit=Order.unit_id, where=_refund_kept(),
+                      from_=Refund.__table__.join(Order.__table__, Order.id == Refund.order_id)), "refunded_fen")
+    put_unit(_grouped(UnitVisit.at, start, end, func.count(), func.count(UnitVisit.visitor.distinct()),
+                      by_unit=UnitVisit.unit_id), "visits", "visitors")
+    put_unit(_grouped(ReferralTouch.at, start, end, func.count(), by_unit=ReferralTouch.unit_id,
+                      where=(ReferralTouch.outcome == TouchOutcome.BOUND.value, ReferralTouch.unit_id.is_not(None))),
+             "bound")
+    put_unit(_first_orders(start, end), "first_orders")
+    return days, units
+
+
+# -- the pre-aggregated days -------------------------------------------------------
+
+def _upsert(model, rows: list[dict], keys: list[str]):
+    dialect = db.session.get_bind().dialect.name
+    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model).values(rows)
+    return insert.on_conflict_do_update(index_elements=keys,
+                                        set_={c: insert.excluded[c] for c in rows[0] if c not in keys})
+
+
+CHUNK_DAYS = 31  # one recompute's queries cover at most a month of rows
+
+
+def recompute(first: date, last: date, at: datetime | None = None) -> int:
+    """Count days first..last again from the rows and store them (idempotent:
+    the same rows give the same table). Only days already over: today and
+    later are refused quietly (they are counted live). Flushes; the caller
+    commits. Returns how many days were stored."""
+    at = at or now()
+    last = min(last, today(at) - timedelta(days=1))
+    stored = 0
+    while first <= last:
+        chunk_last = min(last, first + timedelta(days=CHUNK_DAYS - 1))
+        days, units = compute(first, chunk_last)
+        db.session.execute(_upsert(DailyStat, [dict(day=d, computed_at=at, **vars(f)) for d, f in days.items()],
+                                   ["day"]))
+        db.session.execute(delete(DailyUnitStat).where(DailyUnitStat.day >= first, DailyUnitStat.day <= chunk_last))
+        unit_rows = [dict(day=d, unit_id=u, **vars(f)) for (d, u), f in units.items() if not f.is_empty()]
+        for n in range(0, len(unit_rows), 500):
+            db.session.execute(_upsert(DailyUnitStat, unit_rows[n:n + 500], ["day", "unit_id"]))
+        stored += len(days)
+        first = chunk_last + timedelta(days=1)
+    db.session.flush()
+    return stored
+
+
+def stale_days(first: date, last: date, at: datetime | None = None) -> list[date]:
+    """Past days of first..last whose stored row is missing or was computed
+    before the day (and SETTLE_MARGIN) was over."""
+    at = at or now()
+    last = min(last, today(at) - timedelta(days=1))
+    if first > last:
+        return []
+    stored = dict(db.session.execute(select(DailyStat.day, DailyStat.computed_at)
+                                     .where(DailyStat.day >= first, DailyStat.day <= last)).all())
+    stale = []
+    for d in _days(first, last):
+        computed = stored.get(d)
+        if computed is None or computed < _span(d, d)[1] + SETTLE_MARGIN:
+            stale.append(d)
+    return stale
+
+
+def refresh(first: date, last: date, at: datetime | None = None) -> int:
+    """Recompute the stale days of first..last (from the first stale one to
+    the last: usually just yesterday, or nothing)."""
+    stale = stale_days(first, last, at)
+    return recompute(stale[0], stale[-1], at) if stale else 0
+
+
+# -- the range asked for -----------------------------------------------------------
+
+def _parse_day(text: str, label: str) -> date:
+    try:
+        value = date.fromisoformat(text)
+    except ValueError:
+        raise DomainError(f"{label}的格式应为 年-月-日，例如 2026-12-01") from None
+    if value < EARLIEST:
+        raise DomainError(f"{label}不能早于 {EARLIEST.isoformat()}")
+    return value
+
+
+def parse_range(args: Mapping[str, str], at: datetime | None = None) -> tuple[date, date]:
+    """The ``from``/``to`` of the query string (China days, inclusive), checked;
+    both empty: the last DEFAULT_DAYS days up to today."""
+    now_day = today(at)
+    given = {k: (args.get(k) or "").strip()[:32] for k in ("from", "to")}
+    last = _parse_day(given["to"], "结束日期") if given["to"] else now_day
+    first = _parse_day(given["from"], "开始日期") if given["from"] else last - timedelta(days=DEFAULT_DAYS - 1)
+    if last > now_day:
+        raise DomainError(f"结束日期不能晚于今天（{now_day.isoformat()}）")
+    if first > last:
+        raise DomainError("开始日期不能晚于结束日期")
+    if (last - first).days + 1 > MAX_DAYS:
+        raise DomainError(f"日期范围最多 {MAX_DAYS} 天，请缩短范围")
+    return first, last
+
+
+# -- the page's report -------------------------------------------------------------
+
+@dataclass
+class UnitLine:
+    unit_id: int
+    name: str
+    figures: UnitFigures
+
+    def rate(self, part: int, whole: int) -> float | None:
+        return None if not whole else part / whole
+
+
+@dataclass
+class Report:
+    first: date
+    last: date
+    days: dict[date, DayFigures]
+    total: DayFigures
+    top_units: list[UnitLine]      # by net sales
+    funnel: list[UnitLine]         # by visits
+    funnel_total: UnitFigures = field(default_factory=UnitFigures)
+
+    @property
+    def refund_rate(self) -> float | None:
+        return self.total.refunded_fen / self.total.paid_fen if self.total.paid_fen else None
+
+    def series(self) -> dict:
+        """What the charts draw (the page embeds it as JSON)."""
+        def line(name):
+            return [getattr(f, name) for f in self.days.values()]
+
+        return {
+            "days": [d.isoformat() for d in self.days],
+            "net_fen": [f.net_fen for f in self.days.values()],
+            **{name: line(name) for name in DAY_FIELDS},
+            "top_units": [{"name": u.name, "net_fen": u.figures.net_fen, "paid_fen": u.figures.paid_fen,
+                           "refunded_fen": u.figures.refunded_fen} for u in self.top_units],
+            "funnel": [{"name": u.name, "visits": u.figures.visits, "visitors": u.figures.visitors,
+                        "bound": u.figures.bound, "first_orders": u.figures.first_orders} for u in self.funnel],
+        }
+
+
+def _stored_units(first: date, last: date) -> dict[int, UnitFigures]:
+    if first > last:
+        return {}
+    rows = db.session.execute(
+        select(DailyUnitStat.unit_id, *[func.sum(getattr(DailyUnitStat, name)) for name in UNIT_FIELDS])
+        .where(DailyUnitStat.day >= first, DailyUnitStat.day <= last).group_by(DailyUnitStat.unit_id)).all()
+    return {unit_id: UnitFigures(*[int(v or 0) for v in values]) for unit_id, *values in rows}
+
+
+def report(first: date, last: date, at: datetime | None = None) -> Report:
+    """The figures of days first..last: past days from the table (stale ones
+    recomputed first: the caller commits), today live."""
+    at = at or now()
+    now_day = today(at)
+    refresh(first, last, at)
+    past_last = min(last, now_day - timedelta(days=1))
+    days = {d: DayFigures() for d in _days(first, last)}
+    if first <= past_last:
+        for row in db.session.scalars(select(DailyStat).where(DailyStat.day >= first, DailyStat.day <= past_last)):
+            days[row.day] = DayFigures(**{name: getattr(row, name) for name in DAY_FIELDS})
+    units = _stored_units(first, past_last)
+    if last >= now_day:
+        live_days, live_units = compute(now_day, now_day)
+        days[now_day] = live_days[now_day]
+        for (_, unit_id), figures in live_units.items():
+            units.setdefault(unit_id, UnitFigures()).add(figures)
+    total = DayFigures()
+    for figures in days.values():
+        total.add(figures)
+    funnel_total = UnitFigures()
+    for figures in units.values():
+        funnel_total.add(figures)
+    top = sorted((u for u, f in units.items() if f.paid_fen or f.refunded_fen),
+                 key=lambda u: (-units[u].net_fen, u))[:TOP_UNITS]
+    funnel = sorted((u for u, f in units.items() if f.visits or f.bound or f.first_orders),
+                    key=lambda u: (-units[u].visits, -units[u].bound, -units[u].first_orders, u))[:FUNNEL_UNITS]
+    names = _unit_names(set(top) | set(funnel))
+    line = lambda u: UnitLine(u, names.get(u, f"单元 {u}"), units[u])  # noqa: E731
+    return Report(first, last, days, total, [line(u) for u in top], [line(u) for u in funnel], funnel_total)
+
+
+def _unit_names(ids: set[int]) -> dict[int, str]:
+    if not ids:
+        return {}
+    return dict(db.session.execute(select(Unit.id, Unit.name).where(Unit.id.in_(ids))).all())
+
+
+def rebuild(from_text: str, to_text: str | None = None, at: datetime | None = None) -> tuple[date, date, int]:
+    """``stats rebuild``: count days from..to (to: yesterday by default) again
+    from the rows, any length (a month of rows at a time). Today is counted
+    live and never stored."""
+    yesterday = today(at) - timedelta(days=1)
+    first = _parse_day((from_text or "").strip()[:32], "开始日期")
+    last = _parse_day(to_text.strip()[:32], "结束日期") if to_text else yesterday
+    if last > yesterday:
+        raise DomainError(f"只能重算已经过去的日子：结束日期最晚是昨天（{yesterday.isoformat()}）")
+    if first > last:
+        raise DomainError("开始日期不能晚于结束日期")
+    return first, last, recompute(first, last, at)
