@@ -6,14 +6,15 @@ from datetime import timedelta
 
 from flask import Response, abort, redirect, render_template, request, url_for
 
-from handlers import applications, commissions, notifications, outbox, referrals, settings, team, units
+from handlers import (applications, catalogue, commissions, jssdk, notifications, outbox, reach, referrals, settings,
+                      team, units)
 from handlers.clock import now
 from handlers.errors import DomainError
 from models import ApplicationStatus, Source
 
 from . import bp
 from .auth import current_user, login_required
-from .shop import remember_guest_unit, render_shop, shop_page
+from .shop import remember_guest_unit, render_product, render_shop, share_context, shop_page, visitor_key
 
 
 def _distributor_or_apply():
@@ -55,7 +56,7 @@ def center():
     distributor = _distributor_or_apply()
     return render_template("center.html", d=distributor, unit=distributor.unit,
                            unit_url=unit_url(distributor.unit), team=team.team_of(distributor),
-                           balance=commissions.balance_of(distributor.id),
+                           balance=commissions.balance_of(distributor.id), reach=reach.reach_of(distributor.unit.id),
                            unread=notifications.unread_count(distributor.user))
 
 
@@ -66,7 +67,8 @@ def qrcode():
     unit = distributor.unit
     units.ensure_prepared(unit)
     outbox.commit()
-    return render_template("qrcode.html", d=distributor, unit=unit, unit_url=unit_url(unit))
+    return render_template("qrcode.html", d=distributor, unit=unit, unit_url=unit_url(unit),
+                           **share_context(jssdk.unit_share(unit)))
 
 
 @bp.get("/qrcode/poster.png")
@@ -89,19 +91,39 @@ def my_team():
 @shop_page
 def unit_link(slug: str):
     """A shared unit link: whoever opens it is attributed (first touch wins),
-    and lands in that shop. An unknown link is the merchant's shop. A guest
-    outside WeChat is remembered in their session instead."""
-    user = current_user()
+    and lands in that shop. An unknown link is the merchant's shop. Query
+    values WeChat adds to a shared link (``from``, ``isappinstalled``)
+    change nothing."""
+    unit, touch = arrive(slug)
+    return render_shop(unit, touch)
+
+
+@bp.get("/u/<slug>/p/<id:product_id>")
+@shop_page
+def unit_product_link(slug: str, product_id: int):
+    """A product shared from a unit: attributes like the unit's link, and
+    shows the product."""
+    item = catalogue.get_product(product_id)
+    unit, touch = arrive(slug, item.id)
+    return render_product(item, unit, touch)
+
+
+def arrive(slug: str, product_id: int | None = None):
+    """Someone opened a unit's (or a unit's product's) link: attribute them,
+    log the visit; the unit they land in. A guest outside WeChat is
+    remembered in their session instead of attributed."""
+    user, touch = current_user(), None
     if user is None:
         unit = units.unit_by_slug(slug)
         if unit is None or (unit.distributor is not None and not unit.distributor.is_active):
             unit = units.merchant_unit()
         remember_guest_unit(unit)
-        return render_shop(unit)
-    touch = referrals.attribute_referral(user, Source.LINK, slug)
+    else:
+        touch = referrals.attribute_referral(user, Source.LINK, slug)
+        unit = touch.unit if touch.unit and touch.outcome.value != "unknown" else units.merchant_unit()
+    reach.log_visit(unit, visitor_key(), user, product_id)
     outbox.commit()
-    unit = touch.unit if touch.unit and touch.outcome.value != "unknown" else units.merchant_unit()
-    return render_shop(unit, touch)
+    return unit, touch
 
 
 def unit_url(unit) -> str:

@@ -10,11 +10,17 @@ amounts always come from the catalogue, never from a form.
 from __future__ import annotations
 
 import functools
+import logging
 import re
+import secrets
+from urllib.parse import quote, urlsplit
 
-from flask import redirect, render_template, request, session, url_for
+import requests
+from flask import jsonify, redirect, render_template, request, session, url_for
+from redis.exceptions import LockError, RedisError
+from wechatpy.exceptions import WeChatException
 
-from handlers import catalogue, money, orders, outbox, settings
+from handlers import catalogue, jssdk, money, orders, outbox, settings
 from handlers.errors import DomainError
 from handlers.orders import Buyer, Receiver
 from models import Product, Unit, db
@@ -25,6 +31,9 @@ from .auth import current_user, ensure_guest_session
 GUEST_MOBILE, GUEST_UNIT, GUEST_ORDERS, GUEST_RECEIVER = "guest_mobile", "guest_unit", "guest_orders", "guest_receiver"
 CART = "cart"
 KEEP_GUEST_ORDERS = 30
+VISITOR = "visitor"
+WX_SDK = "https://res.wx.qq.com/open/js/jweixin-1.6.0.js"
+log = logging.getLogger(__name__)
 
 
 @bp.app_template_filter("yuan")
@@ -143,17 +152,75 @@ def cart_lines() -> tuple[list[dict], int]:
 
 # -- pages -----------------------------------------------------------------
 
+def visitor_key() -> str:
+    """Who opened a link, for counting people rather than opens: the user,
+    or a random key this browser's session keeps."""
+    user = current_user()
+    if user is not None:
+        return f"u:{user.id}"
+    if not isinstance(session.get(VISITOR), str):
+        session[VISITOR] = secrets.token_urlsafe(16)
+    return f"g:{session[VISITOR]}"
+
+
+# -- sharing (WeChat's JS-SDK) ---------------------------------------------
+
+def page_address() -> str:
+    """This page's address as the phone's browser shows it (what WeChat
+    checks the signature against): the public base, the path and query as sent."""
+    raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI")
+    if not raw or not raw.startswith("/"):
+        raw = quote(request.path) + (f"?{request.query_string.decode('latin-1')}" if request.query_string else "")
+    return settings.base_url() + raw
+
+
+def share_context(share: dict) -> dict:
+    """What the shared layout needs to set WeChat's share card: the share
+    itself, and inside WeChat the JS-SDK with ``wx.config`` signed for this
+    page. A signature that cannot be made now is asked for again by the page."""
+    if not in_wechat():
+        return {"share": share, "wx": None}
+    from wxbot.client import wechat_client
+
+    try:
+        config = wechat_client().jsapi_config(page_address())
+    except (requests.RequestException, WeChatException, RedisError, LockError) as exc:
+        log.warning("no JS-SDK signature for this page now: %s", exc)
+        config = None
+    sandbox = settings.section("wechat")["sandbox"]
+    return {"share": share, "wx": {
+        "sdk": url_for("sandbox.static", filename="jweixin.js") if sandbox else WX_SDK,
+        "config": config, "jsApiList": list(jssdk.JS_API_LIST), "signUrl": url_for("h5.jssdk_config")}}
+
+
+@bp.get("/jssdk/config")
+def jssdk_config():
+    """``wx.config`` for the page at ``url`` (the page's own ``location.href``),
+    when the signature the page came with was refused: once, with a fresh ticket."""
+    from wxbot.client import wechat_client
+
+    url = (request.args.get("url") or "").split("#", 1)[0]
+    parts, ours = urlsplit(url), urlsplit(settings.base_url())
+    if parts.scheme not in ("http", "https") or parts.netloc != ours.netloc or len(url) > 1024 \
+            or not parts.path.startswith("/h5/"):
+        return jsonify(error="只能为本站的页面签名"), 400
+    try:
+        config = wechat_client().jsapi_config(url, refresh=request.args.get("retry") == "1")
+    except (requests.RequestException, WeChatException, RedisError, LockError) as exc:
+        log.warning("JS-SDK signature failed: %s", exc)
+        return jsonify(error="微信签名暂时不可用，请稍后再试"), 503
+    return jsonify(config, jsApiList=list(jssdk.JS_API_LIST))
+
+
 def render_shop(unit: Unit, touch=None):
     """The unit's home page is its shop (the unit link and the 商城 menu)."""
     products = catalogue.unit_products(unit)
     owner = unit.distributor.user if unit.distributor else None
-    share = {"title": unit.name,
-             "desc": f"{owner.display_name} 为你推荐 {len(products)} 件好物" if owner else "品牌官方商城",
-             "link": settings.page_url(f"u/{unit.slug}"),
-             "imgUrl": (owner.avatar_url if owner and owner.avatar_url else None)
-             or (settings.base_url() + products[0].cover if products and products[0].cover else "")}
+    user = current_user()
+    sharer = jssdk.sharer_unit(user, unit)
+    share = jssdk.unit_share(sharer, products if sharer.id == unit.id else None)
     return render_template("unit.html", unit=unit, owner=owner, products=products, touch=touch,
-                           user=current_user(), share=share)
+                           user=user, **share_context(share))
 
 
 @bp.get("/shop")
@@ -165,12 +232,20 @@ def shop():
 @bp.get("/p/<id:product_id>")
 @shop_page
 def product(product_id: int, error: str | None = None, qty: str = "1", status: int = 200):
-    item = catalogue.get_product(product_id)
+    """A product as the shop's menu reaches it; its page's unit is where
+    this buyer's purchases count."""
+    return render_product(catalogue.get_product(product_id), None, error=error, qty=qty, status=status)
+
+
+def render_product(item: Product, unit: Unit | None, touch=None, error: str | None = None, qty: str = "1",
+                   status: int = 200):
     if not item.on_sale:
         return render_template("message.html", title="商品已下架", message=f"「{item.name}」已下架，去看看别的吧。",
                                action_url=url_for("h5.shop"), action_text="返回商城"), 404
-    return render_template("shop/product.html", product=item, error=error, qty=qty,
-                           limit=min(max_quantity(), item.stock)), status
+    page_unit = unit or orders.sale_place(current_buyer()).unit
+    share = jssdk.product_share(jssdk.sharer_unit(current_user(), page_unit), item)
+    return render_template("shop/product.html", product=item, error=error, qty=qty, touch=touch, unit=unit,
+                           limit=min(max_quantity(), item.stock), **share_context(share)), status
 
 
 @bp.post("/cart/add")

@@ -328,7 +328,7 @@ def menu_get():
 def getticket():
     if request.args.get("type") != "jsapi":
         return wx_error(40002, "invalid ticket type")
-    return ok(ticket=state.opaque(86), expires_in=state.TOKEN_TTL)
+    return ok(ticket=state.jsapi_ticket(g.sandbox_appid), expires_in=state.TOKEN_TTL)
 
 
 @bp.get("/sns/oauth2/access_token")

@@ -6,13 +6,15 @@ messages show as a chat. Links open the H5 pages as the simulated user.
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import html
 import logging
 import re
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import requests
-from flask import (Blueprint, Response, abort, current_app, flash, redirect, render_template, request,
+from flask import (Blueprint, Response, abort, current_app, flash, jsonify, redirect, render_template, request,
                    session, url_for)
 from sqlalchemy import select
 
@@ -163,7 +165,7 @@ def home():
     codes = db.session.scalars(select(SandboxQRCode).order_by(SandboxQRCode.id.desc()).limit(20)).all()
     return render_template("sandbox/phone.html", user=user, people=people, messages=messages,
                            menu=menu.definition if menu else None, codes=codes,
-                           render_text=render_text, open_as_url=open_as_url,
+                           render_text=render_text, open_as_url=open_as_url, opened_from=opened_from,
                            safe_mode=server().safe_mode)
 
 
@@ -179,7 +181,7 @@ def new_user():
 @bp.post("/switch")
 def switch():
     openid = request.form.get("openid", "")
-    response = redirect(url_for("sandbox.home"))
+    response = redirect(url_for("sandbox.moments" if request.form.get("back") == "moments" else "sandbox.home"))
     if openid and api.find_user(openid):
         response.set_cookie(COOKIE, openid, httponly=True, samesite="Lax", max_age=30 * 86400)
     else:
@@ -347,3 +349,89 @@ def avatar(openid: str):
            f'<text x="66" y="86" font-size="64" text-anchor="middle" fill="#fff" '
            f'font-family="sans-serif">{letter}</text></svg>')
     return Response(svg, mimetype="image/svg+xml")
+
+
+# -- the JS-SDK and sharing -------------------------------------------------
+
+SHARE_SOURCES = {"friend": "singlemessage", "timeline": "timeline"}
+SHARE_FIELDS = {"title": 64, "desc": 120, "link": 1024, "imgUrl": 1024}
+
+
+@bp.post("/jssdk/verify")
+def jssdk_verify():
+    """What WeChat checks when a page calls ``wx.config``: the appid, and the
+    signature over the current jsapi_ticket and the page's own address."""
+    data = api.json_body() or {}
+    fields = [data.get(k) for k in ("appId", "timestamp", "nonceStr", "signature", "url")]
+    if not all(isinstance(v, (str, int)) and not isinstance(v, bool) and str(v) for v in fields):
+        return jsonify(errMsg="config:invalid signature")
+    appid, timestamp, nonce, signature, url = (str(v) for v in fields)
+    if appid != state.account()["appid"]:
+        return jsonify(errMsg="config:invalid url domain")  # WeChat's answer to a page of another account
+    ticket = state.current_jsapi_ticket(appid)
+    plain = f"jsapi_ticket={ticket}&noncestr={nonce}&timestamp={timestamp}&url={url.split('#', 1)[0]}"
+    if ticket is None or not hmac.compare_digest(hashlib.sha1(plain.encode()).hexdigest(), signature):
+        return jsonify(errMsg="config:invalid signature")
+    return jsonify(errMsg="config:ok")
+
+
+def opened_from(link: str, kind: str) -> str:
+    """A shared link as WeChat opens it: with ``from`` and ``isappinstalled`` added."""
+    parts = urlsplit(link)
+    query = parse_qsl(parts.query, keep_blank_values=True) + [("from", SHARE_SOURCES[kind]),
+                                                              ("isappinstalled", "0")]
+    return open_as_url(urlunsplit(parts._replace(query=urlencode(query))))
+
+
+def _card(form) -> dict | None:
+    card = {k: " ".join(str(form.get(k, "")).split())[:limit] for k, limit in SHARE_FIELDS.items()}
+    if not card["link"].startswith(("http://", "https://")):
+        return None
+    card["title"] = card["title"] or card["link"]
+    return card
+
+
+@bp.post("/share")
+def share():
+    """The "…" menu of a page: 分享到朋友圈 posts the card to Moments;
+    分享给朋友 asks to whom."""
+    user = _need_user()
+    kind, card = request.form.get("kind", ""), _card(request.form)
+    if kind not in SHARE_SOURCES or card is None:
+        flash("这个页面没有可分享的链接")
+        return _back()
+    if kind == "timeline":
+        db.session.add(SandboxMessage(openid=user.openid, direction="moments", msg_type="link",
+                                      body={**card, "nickname": user.nickname}))
+        db.session.commit()
+        flash("已分享到朋友圈")
+        return redirect(url_for("sandbox.moments"))
+    people = db.session.scalars(select(SandboxUser).where(SandboxUser.openid != user.openid)
+                                .order_by(SandboxUser.id.desc()).limit(50)).all()
+    return render_template("sandbox/share_pick.html", user=user, people=people, card=card)
+
+
+@bp.post("/share/send")
+def share_send():
+    user = _need_user()
+    card = _card(request.form)
+    friend = api.find_user(request.form.get("to", ""))
+    if card is None or friend is None or friend.openid == user.openid:
+        flash("请选择一位朋友")
+        return _back()
+    db.session.add(SandboxMessage(openid=friend.openid, direction="share", msg_type="link",
+                                  body={**card, "nickname": user.nickname, "from_openid": user.openid}))
+    db.session.commit()
+    flash(f"已发送给 {friend.nickname}：切换到 TA，在聊天里打开")
+    return _back()
+
+
+@bp.get("/moments")
+def moments():
+    """朋友圈: what the sandbox's people shared, newest first; whoever the
+    simulator is holding opens a post as themselves."""
+    posts = db.session.scalars(select(SandboxMessage).where(SandboxMessage.direction == "moments")
+                               .order_by(SandboxMessage.id.desc()).limit(50)).all()
+    return render_template("sandbox/moments.html", user=simulator_user(), posts=posts, opened_from=opened_from,
+                           people=db.session.scalars(select(SandboxUser).order_by(SandboxUser.id.desc())
+                                                     .limit(50)).all())

@@ -81,3 +81,27 @@ def issue_web_token(grant: dict) -> str:
 def web_token_grant(token: str) -> dict | None:
     raw = redis_store.conn.get(f"sandbox:web-token:{token}")
     return json.loads(raw) if raw else None
+
+
+def jsapi_ticket(appid: str) -> str:
+    """The account's JS-SDK ticket: the same one until it expires, as WeChat
+    answers getticket."""
+    conn = redis_store.conn
+    current = conn.get(f"sandbox:jsapi-ticket:{appid}")
+    if current:
+        return current.decode()
+    ticket = "kgt8ON7yVITDhtdwci0qe" + opaque(65)
+    # Two requests at once both drawing: the first stored wins, both answer it.
+    conn.set(f"sandbox:jsapi-ticket:{appid}", ticket, ex=TOKEN_TTL, nx=True)
+    return conn.get(f"sandbox:jsapi-ticket:{appid}").decode()
+
+
+def current_jsapi_ticket(appid: str) -> str | None:
+    value = redis_store.conn.get(f"sandbox:jsapi-ticket:{appid}")
+    return value.decode() if value else None
+
+
+def expire_jsapi_ticket(appid: str) -> None:
+    """Let the current ticket run out now (to exercise a page's re-signing)."""
+    redis_store.conn.delete(f"sandbox:jsapi-ticket:{appid}")
+

@@ -15,6 +15,7 @@ import requests
 from flask import current_app
 from wechatpy import WeChatClient, WeChatOAuth
 from wechatpy.session.redisstorage import RedisStorage
+from wechatpy.utils import random_string
 
 from app.extensions import redis_store
 
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 TIMEOUT = 5
 # Keep our copy shorter-lived than WeChat's so we never hand out a dead token.
 TOKEN_MARGIN = 300
+TICKET_REFRESH_EVERY = 60
 
 
 class TimeoutSession(requests.Session):
@@ -64,27 +66,35 @@ class SharedTokenClient(WeChatClient):
             log.info("fetched a new WeChat access token (valid %ss here)", ttl)
             return result["access_token"]
 
-    def jsapi_ticket(self) -> str:
+    def jsapi_ticket(self, refresh: bool = False) -> str:
+        """The JS-SDK ticket, shared like the token. ``refresh``: a page's
+        signature was refused (the ticket may be dead): fetch a new one, at
+        most once a minute whoever asks (getticket is limited per day)."""
         key = f"{self.appid}_jsapi_ticket"
         ticket = self.session.get(key)
-        if ticket:
+        if ticket and not refresh:
             return ticket
         with self.redis.lock(f"wechat:{self.appid}:ticket-lock", timeout=15, blocking_timeout=15):
-            ticket = self.session.get(key)
-            if not ticket:
-                result = self.jsapi.get_ticket("jsapi")
-                ticket = result["ticket"]
-                self.session.set(key, ticket, max(60, int(result.get("expires_in", 7200)) - TOKEN_MARGIN))
+            current = self.session.get(key)
+            if current and current != ticket:
+                return current  # another process fetched one while we waited
+            if current and not self.redis.set(f"wechat:{self.appid}:ticket-refreshed", 1, nx=True,
+                                              ex=TICKET_REFRESH_EVERY):
+                return current
+            result = self.jsapi.get_ticket("jsapi")
+            ticket = result["ticket"]
+            self.session.set(key, ticket, max(60, int(result.get("expires_in", 7200)) - TOKEN_MARGIN))
+            log.info("fetched a new JS-SDK ticket")
             return ticket
 
-    def jsapi_config(self, url: str) -> dict:
+    def jsapi_config(self, url: str, refresh: bool = False) -> dict:
         """Parameters for ``wx.config`` on the page at ``url`` (no fragment)."""
-        from wechatpy.utils import random_string
+        from handlers.jssdk import sign
 
         nonce, timestamp = random_string(16), int(time.time())
         url = url.split("#", 1)[0]
-        signature = self.jsapi.get_jsapi_signature(nonce, self.jsapi_ticket(), timestamp, url)
-        return {"appId": self.appid, "timestamp": timestamp, "nonceStr": nonce, "signature": signature}
+        return {"appId": self.appid, "timestamp": timestamp, "nonceStr": nonce,
+                "signature": sign(self.jsapi_ticket(refresh), nonce, timestamp, url)}
 
 
 def wechat_client() -> SharedTokenClient:
