@@ -7,9 +7,10 @@
   var data = JSON.parse(source.textContent);
   var yuan = function (fen) { return Math.round(fen) / 100; };
   var money = function (v) { return "¥" + Number(v).toFixed(2); };
-  var grid = { left: 56, right: 56, top: 40, bottom: 56, containLabel: false };
+  var grid = { left: 56, right: 56, top: 60, bottom: 56, containLabel: false };
   var legend = { top: 0, type: "scroll" };
   var zoom = data.days.length > 31 ? [{ type: "inside" }, { type: "slider", height: 16, bottom: 8 }] : [];
+  if (!zoom.length) { grid.bottom = 32; }
   var daysAxis = { type: "category", data: data.days.map(function (d) { return d.slice(5); }) };
 
   var options = {
@@ -18,7 +19,7 @@
       yAxis: [{ type: "value", name: "元" }, { type: "value", name: "笔", minInterval: 1 }],
       series: [
         { name: "净销售额", type: "bar", data: data.net_fen.map(yuan), tooltip: { valueFormatter: money } },
-        { name: "付款订单", type: "line", yAxisIndex: 1, data: data.orders_paid, smooth: true }
+        { name: "付款订单", type: "line", yAxisIndex: 1, data: data.orders_paid }
       ]
     },
     people: {
