@@ -7,9 +7,9 @@ from __future__ import annotations
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
-from flask import current_app, render_template, request, url_for
+from flask import render_template, request, url_for
 
-from handlers import catalogue, media, outbox
+from handlers import catalogue, media, outbox, settings
 from handlers.errors import DomainError
 from handlers.money import to_fen, yuan
 
@@ -31,7 +31,7 @@ def _product_form_limit(endpoint: str | None, values: Any) -> None:
 
 
 def _rules() -> Mapping[str, Any]:
-    return current_app.config["SETTINGS"]["distribution"]
+    return settings.section("distribution")
 
 
 def _back(default: str) -> str:

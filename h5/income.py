@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import abort, current_app, redirect, render_template, request, url_for
 
-from handlers import commissions, notifications, outbox, withdrawals
+from handlers import commissions, notifications, outbox, settings, withdrawals
 from handlers.errors import DomainError
 from handlers.money import to_fen
 from models import Notification, db
@@ -38,7 +38,7 @@ def withdraw():
         except DomainError as exc:
             outbox.rollback()
             error = exc.message
-    rules = current_app.config["SETTINGS"]["distribution"]
+    rules = settings.section("distribution")
     history = withdrawals.of_distributor(d.id)
     sent = next((w for w in history if str(w.id) == request.args.get("sent")), None) if not error else None
     return render_template("income/withdraw.html", d=d, balance=commissions.balance_of(d.id), rules=rules,

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from models import Order, OrderLine, OrderStatus, Product, Unit, UnitProduct, db
 
-from . import audit, media, settings
+from . import audit, media, rules
 from .audit import Actor
 from .errors import Conflict, DomainError, NotFound
 
@@ -89,13 +89,9 @@ def _check(name: str, price_fen: int, stock: int, level1_rate_bp: int | None, le
     for rate in (level1_rate_bp, level2_rate_bp):
         if rate is not None and (not _whole(rate) or not 0 <= rate <= 10000):
             raise DomainError("佣金比例需在 0%-100% 之间（0-10000 基点）")
-    # What the product will really pay: its own rates, else the merchant's defaults.
-    rules = settings.section("distribution")
-    level1 = rules["level1_rate_bp"] if level1_rate_bp is None else level1_rate_bp
-    level2 = rules["level2_rate_bp"] if level2_rate_bp is None else level2_rate_bp
-    if level1 + level2 > rules["max_total_rate_bp"]:
-        raise DomainError(f"一级佣金 {percent(level1)} + 二级佣金 {percent(level2)} = {percent(level1 + level2)}，"
-                          f"超过两级佣金合计上限 {percent(rules['max_total_rate_bp'])}")
+    # What the product will really pay: its own rates, else the merchant's
+    # defaults — now and under every scheduled rule version.
+    rules.check_product_rates(level1_rate_bp, level2_rate_bp)
 
 
 def _whole(value) -> bool:

@@ -1,13 +1,17 @@
-"""The validated configuration, for the rules the merchant sets there."""
+"""The validated configuration, for the rules the merchant sets there.
+
+``[distribution]`` and ``[orders]`` come with the rule versions in effect
+now overlaid (handlers/rules.py: set on the 规则设置 page, the TOML file
+giving only the first values); every other section is the file's."""
 from __future__ import annotations
 
 from typing import Any, Mapping
 
-from flask import current_app
+from . import rules
 
 
 def section(name: str) -> Mapping[str, Any]:
-    return current_app.config["SETTINGS"][name]
+    return rules.section(name)
 
 
 def base_url() -> str:
