@@ -209,7 +209,7 @@ def jssdk_config():
     except (requests.RequestException, WeChatException, RedisError, LockError) as exc:
         log.warning("JS-SDK signature failed: %s", exc)
         return jsonify(error="微信签名暂时不可用，请稍后再试"), 503
-    return jsonify(config, jsApiList=list(jssdk.JS_API_LIST))
+    return jsonify({**config, "jsApiList": list(jssdk.JS_API_LIST)})
 
 
 def render_shop(unit: Unit, touch=None):
