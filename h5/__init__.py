@@ -15,4 +15,4 @@ def china_time(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
     return value.astimezone(CHINA).strftime(fmt) if value else ""
 
 
-from . import auth, distribution, income, media, orders, pages, shop  # noqa: E402,F401  (routes)
+from . import auth, distribution, income, leaderboard, media, orders, pages, shop  # noqa: E402,F401  (routes)

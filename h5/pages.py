@@ -9,9 +9,7 @@ from handlers import referrals
 from . import bp
 from .auth import current_user, login_required
 
-SOON = {
-    "leaderboard": ("销售排行榜", "今日、本周、本月和总销售排行即将上线。"),
-}
+SOON: dict[str, tuple[str, str]] = {}
 
 
 @bp.get("/")

@@ -38,7 +38,7 @@ from sqlalchemy.exc import IntegrityError
 from models import (NoticeVerdict, Order, OrderStatus, PayChannel, Payment, PaymentNotice, Refund, RefundOrigin,
                     RefundStatus, db)
 
-from . import audit, commissions, notifications, orders, outbox
+from . import audit, commissions, leaderboard, notifications, orders, outbox
 from .clock import now
 from .errors import Conflict, DomainError, NotFound
 from .money import yuan
@@ -154,6 +154,7 @@ def mark_paid(trade: GatewayTrade, body: str = "", kind: str = "pay", at: dateti
         if twin is not None:
             return reject(trade.channel, kind, trade.out_trade_no, "transaction id already used", body)
         return _second_payment(order, trade, body, kind, at)
+    leaderboard.payment_recorded(payment.id)
     if not revived:
         # Paid after cancellation and the stock is gone: the buyer gets the
         # money back; the order stays cancelled and never ships.
@@ -352,6 +353,7 @@ def finish_refund(channel: PayChannel, out_refund_no: str, succeeded: bool, amou
     refund.finished_at = at
     if succeeded:
         refund.status = RefundStatus.SUCCEEDED.value
+        leaderboard.refund_landed(refund.id)
         if refund.return_to is not None:
             _refunded(order, refund.return_to, at, refund.id)
         elif refund.partial:
@@ -482,6 +484,7 @@ def refunded_at_gateway(channel: PayChannel, out_trade_no: str, transaction_id: 
     except IntegrityError:  # the same refund, racing
         record_notice(channel, "refund", out_refund_no, NoticeVerdict.DUPLICATE, "", body)
         return Outcome(NoticeVerdict.DUPLICATE, "", order)
+    leaderboard.refund_landed(refund.id)
     if not whole:
         log.error("order %s: %s fen of %s refunded at %s outside the shop (%s); partial, so the order and its "
                   "commission are unchanged: the merchant decides (flask --app wsgi refunds list)",

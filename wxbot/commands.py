@@ -15,6 +15,7 @@ from typing import Callable
 from wechatpy.replies import ImageReply
 
 from handlers import applications, commissions, outbox, referrals
+from handlers import leaderboard as ranking
 from handlers.money import yuan
 from handlers.referrals import Touch
 from handlers.settings import link
@@ -109,7 +110,18 @@ def my_income(user: User) -> str:
 
 @command("LEADERBOARD", "排行榜", "排行")
 def leaderboard(user: User) -> str:
-    return f"看看谁是本周销售冠军：\n🏆 {link('leaderboard', '查看排行榜')}"
+    distributor = referrals.distributor_of(user.id)
+    mine = distributor.unit.id if distributor and distributor.unit else None
+    board = ranking.board("week", mine, top=5)
+    lines = ["🏆 本周销售排行"]
+    lines += [f"{r.rank}. {shown(ranking.mask(r.name))}  ¥{yuan(r.fen)}" for r in board.rows] or ["本周还没有销售"]
+    if board.mine:
+        behind = f"，距上一名 ¥{yuan(board.gap_fen)}" if board.gap_fen is not None else ""
+        lines.append(f"我的排名：第 {board.mine.rank} 名（¥{yuan(board.mine.fen)}{behind}）")
+    elif distributor:
+        lines.append("我的排名：本周还没有销售")
+    lines.append(f"今日、本月和总榜：{link('leaderboard', '查看排行榜')}")
+    return "\n".join(lines)
 
 
 @command("CENTER", "分销中心", "中心", "我的")

@@ -1,4 +1,4 @@
-"""leaderboard (issue 11)
+"""leaderboard (issue 11): indexes for frozen distributors and payments by time
 
 Revision ID: eb1000000011
 Revises: eaa000000010
@@ -16,8 +16,11 @@ depends_on = None
 
 
 def upgrade():
-    pass
+    op.create_index('ix_distributors_frozen', 'distributors', ['id'], unique=False,
+                    postgresql_where=sa.text("status = 'frozen'"), sqlite_where=sa.text("status = 'frozen'"))
+    op.create_index('ix_payments_paid_at', 'payments', ['paid_at'], unique=False)
 
 
 def downgrade():
-    pass
+    op.drop_index('ix_payments_paid_at', table_name='payments')
+    op.drop_index('ix_distributors_frozen', table_name='distributors')
