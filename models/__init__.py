@@ -5,7 +5,6 @@ from .base import Base, db, utcnow
 from .distributor import Distributor, DistributorStatus, QRStatus, Unit
 from .h5_session import H5Session  # noqa: F401  (a table of the H5 transport)
 from .leaderboard import FROZEN_DISTRIBUTORS, PAYMENTS_BY_TIME  # noqa: F401  (indexes of handlers.leaderboard)
-from .leaderboard import FROZEN_DISTRIBUTORS, PAYMENTS_BY_TIME  # noqa: F401  (indexes of handlers.leaderboard)
 from .ledger import (COMMISSION_STATES, WITHDRAWAL_STATES, Balance, CommissionKind, CommissionRow,
                      CommissionState, Withdrawal, WithdrawalStatus)
 from .menu import MenuVersion  # noqa: F401  (the account's menu, handlers.menu)
