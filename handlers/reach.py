@@ -3,9 +3,10 @@
 Every open of a unit's or product's shared link is a ``UnitVisit``. The
 distributor centre shows, for today and the last 7 days (China days):
 visits and distinct visitors, new customers (users bound to the unit in the
-period), and orders and sales (orders of the unit paid in the period, those
-refunded since left out). Three small queries on indexed columns, each
-counting both periods at once: the centre is a hot page.
+period), and orders and sales: orders of the unit paid in the period, net of
+refunds (an order refunded in full is left out, a partial refund comes off
+the sales). Three small queries on indexed columns, each counting both
+periods at once: the centre is a hot page.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import case, func, select
 
-from models import Order, OrderStatus, ReferralTouch, TouchOutcome, Unit, UnitVisit, User, db
+from models import Order, OrderStatus, ReferralTouch, Refund, RefundStatus, TouchOutcome, Unit, UnitVisit, User, db
 
 from .clock import CHINA, now
 
@@ -73,8 +74,11 @@ def reach_of(unit_id: int, at: datetime | None = None) -> Reach:
         select(*both(ReferralTouch.at))
         .where(ReferralTouch.unit_id == unit_id, ReferralTouch.outcome == TouchOutcome.BOUND.value,
                ReferralTouch.at >= week)).one()
+    refunded = (select(func.coalesce(func.sum(Refund.amount_fen), 0))
+                .where(Refund.order_id == Order.id, Refund.status == RefundStatus.SUCCEEDED.value)
+                .correlate(Order).scalar_subquery())
     sales = db.session.execute(
-        select(*both(Order.paid_at), *both(Order.paid_at, Order.total_fen))
+        select(*both(Order.paid_at), *both(Order.paid_at, Order.total_fen - refunded))
         .where(Order.unit_id == unit_id, Order.paid_at >= week,
                Order.status != OrderStatus.REFUNDED.value)).one()
     return Reach(
