@@ -146,6 +146,7 @@ LONG_URL = "https://shop.example.com/" + "a" * 1000
     (grid(("商城", "view", "javascript:alert(1)")), "链接应以 http:// 或 https:// 开头"),
     (grid(("商城", "view", LONG_URL)), "链接太长（最多 1024 字节）"),
     (grid(("扫码", "scancode_push", "SCAN")), "类型 scancode_push 不受支持"),
+    ({"t0-name": "帮助", "t0-value": "HELP"}, "类型 （未选） 不受支持"),
 ])
 def test_each_limit_is_refused_with_its_own_words(app, base, staff_browser, form, words):
     b = staff_browser("owner")
