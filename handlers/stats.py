@@ -229,11 +229,12 @@ def compute(first: date, last: date) -> tuple[dict[date, DayFigures], dict[tuple
 
 # -- the pre-aggregated days -------------------------------------------------------
 
-def _upsert(model, rows: list[dict], keys: list[str]):
+def _upsert(model, keys: list[str], columns: list[str]):
+    """INSERT … ON CONFLICT (keys) DO UPDATE, for many rows at once (executemany)."""
     dialect = db.session.get_bind().dialect.name
-    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model).values(rows)
+    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
     return insert.on_conflict_do_update(index_elements=keys,
-                                        set_={c: insert.excluded[c] for c in rows[0] if c not in keys})
+                                        set_={c: insert.excluded[c] for c in columns if c not in keys})
 
 
 CHUNK_DAYS = 31  # one recompute's queries cover at most a month of rows
@@ -250,12 +251,12 @@ def recompute(first: date, last: date, at: datetime | None = None) -> int:
     while first <= last:
         chunk_last = min(last, first + timedelta(days=CHUNK_DAYS - 1))
         days, units = compute(first, chunk_last)
-        db.session.execute(_upsert(DailyStat, [dict(day=d, computed_at=at, **vars(f)) for d, f in days.items()],
-                                   ["day"]))
+        db.session.execute(_upsert(DailyStat, ["day"], ["computed_at", *DAY_FIELDS]),
+                           [dict(day=d, computed_at=at, **vars(f)) for d, f in days.items()])
         db.session.execute(delete(DailyUnitStat).where(DailyUnitStat.day >= first, DailyUnitStat.day <= chunk_last))
         unit_rows = [dict(day=d, unit_id=u, **vars(f)) for (d, u), f in units.items() if not f.is_empty()]
-        for n in range(0, len(unit_rows), 500):
-            db.session.execute(_upsert(DailyUnitStat, unit_rows[n:n + 500], ["day", "unit_id"]))
+        if unit_rows:
+            db.session.execute(_upsert(DailyUnitStat, ["day", "unit_id"], UNIT_FIELDS), unit_rows)
         stored += len(days)
         first = chunk_last + timedelta(days=1)
     db.session.flush()
