@@ -110,7 +110,8 @@ def test_the_figures_take_three_queries(app):
     statements = []
 
     def count(*args):
-        statements.append(args[2])
+        if "sandbox_clock" not in args[2]:  # what time it is (cached for a second), not the figures
+            statements.append(args[2])
 
     event.listen(db.engine, "before_cursor_execute", count)
     try:
