@@ -12,9 +12,12 @@
 
   function here() { return location.href.split('#')[0]; }
 
+  var log = window.wxSandboxLog = [];  // what the bar said, in order (for the curious, and tests)
+
   function show(message, st) {
     state = st;
     text = message;
+    log.push(message);
     if (!status) return;
     status.textContent = text;
     bar.setAttribute('data-state', st);
