@@ -7,9 +7,10 @@ one definition to WeChat and, only once WeChat has taken it, marks its
 version pushed with the next push number: the version with the highest
 number is the menu WeChat shows. A refused push changes nothing.
 
-Pushes run one at a time: on PostgreSQL an advisory lock held until the
-transaction ends covers the call to WeChat and the commit, so when two staff
-push at once the push WeChat received last is also the one numbered last.
+Saves and pushes run one at a time: on PostgreSQL an advisory lock held
+until the transaction ends covers the call to WeChat and the commit, so when
+two staff push at once the push WeChat received last is also the one
+numbered last, and a double-clicked save finds the version the first made.
 The call is made inside the transaction, not after it (unlike our other
 outside effects), because whether WeChat took the menu is what gets
 recorded. SQLite (the try-out) takes no lock; its writes are serialised and
@@ -162,6 +163,7 @@ def save(definition: Mapping[str, Any], *, actor: Actor) -> tuple[MenuVersion, b
     newest version is that version (a double click saves once). Returns the
     version and whether it is new."""
     body = _checked(definition)
+    _one_change_at_a_time()
     newest = latest()
     if newest is not None and _same(newest.definition, body):
         return newest, False
@@ -172,7 +174,7 @@ def save(definition: Mapping[str, Any], *, actor: Actor) -> tuple[MenuVersion, b
     return saved, True
 
 
-def _one_push_at_a_time() -> None:
+def _one_change_at_a_time() -> None:
     if db.session.get_bind().dialect.name == "postgresql":
         db.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PUSH_LOCK})
 
@@ -195,7 +197,7 @@ def push(definition: Mapping[str, Any], *, actor: Actor) -> MenuVersion:
     version first when it is new). Raises PushFailed, with nothing changed,
     when WeChat does not take it."""
     body = _checked(definition)
-    _one_push_at_a_time()
+    _one_change_at_a_time()
     _send(body)
     at, before = now(), live()
     newest = latest()

@@ -277,3 +277,22 @@ def test_two_pushes_at_once_one_version_wins_everywhere(app, base, staff_browser
         assert live.push_no == 2 * (round_ + 1)  # one number per push (a version pushed again takes a new one)
         assert at_wechat() == live.definition  # WeChat shows what the database says was pushed last
         assert len(audit_rows("menu.push")) == 2 * (round_ + 1)
+
+
+@needs_postgres
+def test_a_save_sent_twice_at_once_is_one_version(app, base, staff_browser):
+    b = staff_browser("owner")
+    gate = threading.Barrier(4)
+    answers: list[int] = []
+
+    def save() -> None:
+        gate.wait()
+        answers.append(post(b, f"{base}/admin/menu/save", SIMPLE, htmx=True).status_code)
+
+    threads = [threading.Thread(target=save) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert answers == [200] * 4
+    assert len(versions()) == 1 and len(audit_rows("menu.save")) == 1
