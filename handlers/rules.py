@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 SECTIONS = ("distribution", "orders")
 CACHE_SECONDS = 1.0
 MAX_AHEAD = timedelta(days=366)
+MAX_SKEW = timedelta(seconds=5)      # hosts' clocks may differ by this much
 PAST_GRACE = timedelta(minutes=1)   # a time typed for "this minute" is now, not the past
 MAX_REASON = audit.MAX_REASON
 _CACHE = "fenxiao.rules"
@@ -349,6 +350,14 @@ def _check_timeline(versions: Sequence, since: datetime) -> None:
                               f"{show('withdraw_daily_limit_fen', high)}")
 
 
+def _after(head: RuleRevision, at: datetime) -> datetime:
+    """Now, but never before the last save: another host's clock a little
+    ahead must not make a later save take effect before an earlier one."""
+    if head.changed_at is not None and at < head.changed_at <= at + MAX_SKEW:
+        return head.changed_at
+    return at
+
+
 def _stale(head: RuleRevision, expected_revision: int | None) -> None:
     if expected_revision is not None and expected_revision != head.revision:
         raise Conflict("规则刚被其他人修改过，本次没有保存；请看页面上的最新值后再修改")
@@ -369,9 +378,9 @@ def save(values: Mapping[str, Any], *, reason: str, actor: Actor, effective_from
     for key, value in values.items():
         check_value(key, value)
     reason = _reason(reason)
-    at = now()
-    start = _start(effective_from, at)
     head = _lock()
+    at = _after(head, now())
+    start = _start(effective_from, at)
     _stale(head, expected_revision)
     versions = _live_versions()
     current = values_at(versions, at)
@@ -399,7 +408,7 @@ def cancel(version_id: int, *, reason: str, actor: Actor, expected_revision: int
         raise NotFound("这个规则版本不存在")
     if version.cancelled_at is not None:
         raise Conflict("这个版本已经撤销过了")
-    at = now()
+    at = _after(head, now())
     if version.effective_from <= at:
         raise Conflict("这个版本已经生效，不能撤销；如需改回，请设置新的值")
     _stale(head, expected_revision)

@@ -374,3 +374,30 @@ def test_a_product_saved_while_the_rate_changes_is_checked_against_the_winner(ap
     rules.forget()
     level1 = db.session.get(Product, special.id).level1_rate_bp or distribution("level1_rate_bp")
     assert level1 + distribution("level2_rate_bp") <= 3000
+
+
+def test_a_save_never_takes_effect_before_the_one_before_it(app):
+    """Another host's clock a few seconds ahead wrote the last save: the next
+    one starts no earlier, so the later save is the one that stands."""
+    save({"freeze_days": 3})
+    head = db.session.get(RuleRevision, 1)
+    ahead = head.changed_at + timedelta(seconds=3)
+    head.changed_at = ahead
+    outbox.commit()
+    [v] = save({"freeze_days": 4})
+    assert v.effective_from == ahead and v.revision == 2
+
+
+def test_a_sandbox_clock_moved_back_is_not_taken_for_a_skew(app):
+    clock.move_forward(2, actor=audit.SYSTEM)
+    outbox.commit()
+    clock.forget()
+    [future] = save({"freeze_days": 5})  # saved two days ahead
+    clock.back_to_real_time(actor=audit.SYSTEM)
+    outbox.commit()
+    clock.forget()
+    [v] = save({"freeze_days": 6})
+    assert v.effective_from <= now() and distribution("freeze_days") == 6
+    # what was saved in the sandbox's future waits for that time again
+    [row] = [r for _, rows in rules.overview().groups for r in rows if r.rule.key == "freeze_days"]
+    assert row.value == 6 and [s.id for s in row.scheduled] == [future.id]
