@@ -35,7 +35,7 @@ from .clock import now
 from .errors import DomainError
 
 TOPS, SUBS = 3, 5  # the editor's grid: WeChat's maximums
-PUSH_LOCK = 0x4D454E55  # "MENU": the advisory lock's key
+MENU_LOCK = 0x4D454E55  # "MENU": the advisory lock's key
 HISTORY = 20
 
 
@@ -176,7 +176,7 @@ def save(definition: Mapping[str, Any], *, actor: Actor) -> tuple[MenuVersion, b
 
 def _one_change_at_a_time() -> None:
     if db.session.get_bind().dialect.name == "postgresql":
-        db.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PUSH_LOCK})
+        db.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MENU_LOCK})
 
 
 def _send(body: dict[str, Any]) -> None:
@@ -185,6 +185,9 @@ def _send(body: dict[str, Any]) -> None:
     try:
         wechat_client().menu.create(body)
     except WeChatClientException as exc:
+        if exc.errcode is None:  # wechatpy's wrapping of a failed HTTP exchange, not WeChat's answer
+            failure = f"HTTP {exc.response.status_code}" if exc.response is not None else "没有应答"
+            raise PushFailed(f"连不上微信服务器（{failure}），菜单没有发布，请稍后重试", errmsg=failure) from None
         raise PushFailed(f"微信拒绝了这份菜单（错误码 {exc.errcode}：{exc.errmsg}），菜单没有发布",
                          exc.errcode, str(exc.errmsg)) from None
     except requests.RequestException as exc:

@@ -231,6 +231,23 @@ def test_a_first_push_refused_leaves_no_version_and_no_menu(app, base, staff_bro
     assert versions() == [] and audit_rows("menu.") == [] and platform_menus() == []
 
 
+def test_an_unreachable_wechat_is_said_and_changes_nothing(app, base, staff_browser, settings):
+    from app.extensions import redis_store
+    from conftest import free_port
+
+    b = staff_browser("owner")
+    raw = {section: dict(values) for section, values in settings.items()}
+    raw["wechat"]["api_base"] = f"http://127.0.0.1:{free_port()}/sandbox/api"  # nothing listens there
+    app.config["SETTINGS"] = build(raw, {}, "tests")
+    redis_store.conn.delete(f"wechat:{settings['wechat']['appid']}_access_token")
+    try:
+        res = post(b, f"{base}/admin/menu/push", SIMPLE, htmx=True)
+    finally:
+        app.config["SETTINGS"] = settings
+    assert res.status_code == 502 and "连不上微信服务器" in res.text and "菜单没有发布" in res.text
+    assert versions() == [] and audit_rows("menu.") == [] and platform_menus() == []
+
+
 def test_roles(app, base, staff_browser):
     for role in ("finance", "shipping"):
         b = staff_browser(role)
