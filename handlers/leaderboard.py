@@ -344,9 +344,9 @@ def board(name: str, unit_id: int | None = None, at: datetime | None = None, top
     p = period(name, at)
     if source is None:
         source = "sql" if current_app.config["SETTINGS"].uses_redis_fallback else "redis"
-    frozen = _frozen_units()
-    rows, mine, gap = (_from_redis if source == "redis" else _from_sql)(p, unit_id, top, frozen)
-    _describe(rows + ([mine] if mine else []), unit_id)
+    rows, mine, gap = (_from_redis if source == "redis" else _from_sql)(p, unit_id, top)
+    for r in rows + ([mine] if mine else []):
+        r.mine = r.unit_id == unit_id
     return Board(p, rows, mine, gap)
 
 
@@ -359,16 +359,21 @@ def _ranked(scores: list[tuple[int, int]]) -> list[Row]:
     return rows
 
 
-def _from_sql(p: Period, unit_id: int | None, top: int, frozen: set[int]):
+def _from_sql(p: Period, unit_id: int | None, top: int):
+    figures = sales(p)
+    _, frozen = _people([])
     # Equal sales in Redis's order: the member's text, descending.
-    scores = sorted(((u, f) for u, f in sales(p).items() if f > 0 and u not in frozen),
+    scores = sorted(((u, f) for u, f in figures.items() if f > 0 and u not in frozen),
                     key=lambda uf: (uf[1], str(uf[0])), reverse=True)
     ranked = _ranked(scores)
     mine = next((r for r in ranked if r.unit_id == unit_id), None)
     gap = None
     if mine is not None and mine.rank > 1:
         gap = min(r.fen for r in ranked if r.fen > mine.fen) - mine.fen
-    return ranked[:top], mine, gap
+    rows = ranked[:top]
+    shown = rows + ([mine] if mine else [])
+    _name(shown, _people(r.unit_id for r in shown)[0])
+    return rows, mine, gap
 
 
 def sales(p: Period) -> dict[int, int]:
@@ -383,42 +388,64 @@ def sales(p: Period) -> dict[int, int]:
     return figures
 
 
-def _from_redis(p: Period, unit_id: int | None, top: int, frozen: set[int]):
+def _from_redis(p: Period, unit_id: int | None, top: int):
+    """Two or three round trips to Redis and one query, whatever the board's size."""
     conn = redis_store.conn
-    frozen_scores = {}
-    if frozen:
-        ids = sorted(frozen)
-        frozen_scores = {u: s for u, s in zip(ids, conn.zmscore(p.key, ids)) if s is not None}
-    want = top + len(frozen_scores)
-    pairs = conn.zrevrangebyscore(p.key, "+inf", "(0", start=0, num=want, withscores=True)
-    scores = [(int(u), int(s)) for u, s in pairs if int(u) not in frozen]
+    want = top + 20  # room for frozen ones among the first
+    while True:
+        pipe = conn.pipeline(transaction=False)
+        pipe.zrevrangebyscore(p.key, "+inf", "(0", start=0, num=want, withscores=True)
+        pipe.zscore(p.key, unit_id if unit_id is not None else "none")
+        candidates, own = pipe.execute()
+        candidates = [(int(u), int(s)) for u, s in candidates]
+        people, frozen = _people([u for u, _ in candidates] + ([unit_id] if unit_id is not None else []))
+        scores = [(u, s) for u, s in candidates if u not in frozen]
+        if len(scores) >= top or len(candidates) < want:
+            break
+        want *= 4
     rows = _ranked(scores)[:top]
     mine = gap = None
-    own = conn.zscore(p.key, unit_id) if unit_id is not None and unit_id not in frozen else None
-    if own is not None and own > 0:
-        above = conn.zcount(p.key, f"({own}", "+inf") - sum(1 for s in frozen_scores.values() if s > own)
+    if own is not None and own > 0 and unit_id not in frozen:
+        ids = sorted(frozen)
+        pipe = conn.pipeline(transaction=False)
+        pipe.zcount(p.key, f"({own}", "+inf")
+        pipe.zrangebyscore(p.key, f"({own}", "+inf", start=0, num=len(ids) + 1, withscores=True)
+        if ids:
+            pipe.zmscore(p.key, ids)
+        above, nearest, *frozen_scores = pipe.execute()
+        above -= sum(1 for s in (frozen_scores[0] if ids else []) if s is not None and s > own)
         mine = Row(above + 1, unit_id, int(own))
         if above:
-            nearest = conn.zrangebyscore(p.key, f"({own}", "+inf", start=0, num=len(frozen_scores) + 1,
-                                         withscores=True)
             gap = int(next(s for u, s in nearest if int(u) not in frozen)) - int(own)
+    _name(rows + ([mine] if mine else []), people)
     return rows, mine, gap
 
 
-def _frozen_units() -> set[int]:
-    return set(db.session.scalars(select(Unit.id).join(Distributor, Distributor.id == Unit.distributor_id)
-                                  .where(Distributor.status == DistributorStatus.FROZEN.value)))
+def _frozen():
+    return (select(Unit.id, literal(""), literal(None), literal(True)).select_from(Distributor)
+            .join(Unit, Unit.distributor_id == Distributor.id)
+            .where(Distributor.status == DistributorStatus.FROZEN.value))
 
 
-def _describe(rows: list[Row], unit_id: int | None) -> None:
-    """Names and shop avatars, for the rows shown."""
-    ids = {r.unit_id for r in rows}
-    if not ids:
-        return
-    found = {unit: (real_name, avatar) for unit, real_name, avatar in db.session.execute(
-        select(Unit.id, Distributor.real_name, User.avatar_url)
-        .join(Distributor, Distributor.id == Unit.distributor_id).join(User, User.id == Distributor.user_id)
-        .where(Unit.id.in_(ids)))}
+def _people(unit_ids: Iterable[int]) -> tuple[dict[int, tuple[str, str | None]], set[int]]:
+    """Real names and shop avatars of these units, and every frozen
+    distributor's unit: one query (the frozen ones through a partial index)."""
+    ids = list(unit_ids)
+    query = _frozen()
+    if ids:
+        query = query.union_all(
+            select(Unit.id, Distributor.real_name, User.avatar_url, literal(False)).select_from(Unit)
+            .join(Distributor, Distributor.id == Unit.distributor_id).join(User, User.id == Distributor.user_id)
+            .where(Unit.id.in_(ids)))
+    people, frozen = {}, set()
+    for unit, real_name, avatar, is_frozen in db.session.execute(query):
+        if is_frozen:
+            frozen.add(unit)
+        else:
+            people[unit] = (real_name, avatar)
+    return people, frozen
+
+
+def _name(rows: list[Row], people: dict[int, tuple[str, str | None]]) -> None:
     for r in rows:
-        r.name, r.avatar_url = found.get(r.unit_id, ("", None))
-        r.mine = r.unit_id == unit_id
+        r.name, r.avatar_url = people.get(r.unit_id, ("", None))
