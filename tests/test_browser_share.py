@@ -96,6 +96,13 @@ def test_a_distributor_shares_and_friends_who_open_it_become_customers(app, driv
     assert f"/h5/u/{slug}/p/{product.id}" in driver.current_url and "from=singlemessage" in driver.current_url
     assert product.name in driver.page_source and user(laozhang.openid).referrer_id == seller.user_id
 
+    # 阿花's centre counts what her shares brought today.
+    be(ahua.openid)
+    driver.get(f"{base}/sandbox/open?url={quote(f'{base}/h5/center', safe='')}")
+    today = driver.find_element(By.CSS_SELECTOR, "#reach tbody tr").text.split()
+    assert today[:4] == ["今日", "2", "2", "人"] and today[4] == "2", today  # 2 visits by 2 people, 2 new customers
+    shoot(driver, "6-centre", folder=HERE)
+
 
 def test_a_refused_signature_shows_invalid_signature_and_the_page_signs_again(app, driver, settings,
                                                                               sandbox_user):

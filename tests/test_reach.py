@@ -75,7 +75,7 @@ def test_the_centre_shows_what_sharing_brought_today_and_this_week(app, person, 
 
     assert centre_rows(seller, base) == {"今日": ["3", "2", "1", "2", "232.00"],
                                          "近7天": ["4", "3", "2", "3", "251.90"]}
-    assert "已退款的不计" in seller.get(f"{base}/h5/center").text
+    assert "扣除退款" in seller.get(f"{base}/h5/center").text
 
 
 def test_an_order_refunded_in_full_is_left_out(app, person, base, catalogue_items):
