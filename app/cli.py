@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import click
-import requests
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 

@@ -40,9 +40,10 @@ HISTORY = 20
 
 
 class PushFailed(DomainError):
-    """WeChat refused the menu or could not be reached; nothing was marked pushed."""
+    """WeChat refused the menu or could not be reached; nothing was marked pushed.
+    The merchant's request was fine and our server too: a refusal to show, not a 5xx."""
 
-    status = 502
+    status = 409
 
     def __init__(self, message: str, errcode: int | None = None, errmsg: str = "") -> None:
         super().__init__(message)

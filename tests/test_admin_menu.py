@@ -216,9 +216,9 @@ def test_a_push_wechat_refuses_is_shown_and_nothing_is_marked_pushed(app, base, 
     request.getfixturevalue("refusing_wechat")
     other = dict(SIMPLE, **{"t0-name": "客服"})
     res = post(b, f"{base}/admin/menu/push", other, htmx=True)
-    assert res.status_code == 502 and "微信拒绝了这份菜单" in res.text and "40125" in res.text
+    assert res.status_code == 409 and "微信拒绝了这份菜单" in res.text and "40125" in res.text
     plain = post(b, f"{base}/admin/menu/push", other)
-    assert plain.status_code == 502 and "菜单没有发布" in plain.text
+    assert plain.status_code == 409 and "菜单没有发布" in plain.text
     assert [(v.id, v.push_no) for v in versions()] == [(live.id, 1)]  # no new version, nothing marked
     assert platform_menus() == [SIMPLE_MENU]  # followers still see the menu pushed before
     assert len(audit_rows("menu.push")) == 1 and len(audit_rows("menu.save")) == 1
@@ -227,7 +227,7 @@ def test_a_push_wechat_refuses_is_shown_and_nothing_is_marked_pushed(app, base, 
 def test_a_first_push_refused_leaves_no_version_and_no_menu(app, base, staff_browser, refusing_wechat):
     b = staff_browser("owner")
     res = post(b, f"{base}/admin/menu/push", SIMPLE, htmx=True)
-    assert res.status_code == 502 and "微信拒绝了这份菜单" in res.text
+    assert res.status_code == 409 and "微信拒绝了这份菜单" in res.text
     assert versions() == [] and audit_rows("menu.") == [] and platform_menus() == []
 
 
@@ -244,7 +244,7 @@ def test_an_unreachable_wechat_is_said_and_changes_nothing(app, base, staff_brow
         res = post(b, f"{base}/admin/menu/push", SIMPLE, htmx=True)
     finally:
         app.config["SETTINGS"] = settings
-    assert res.status_code == 502 and "连不上微信服务器" in res.text and "菜单没有发布" in res.text
+    assert res.status_code == 409 and "连不上微信服务器" in res.text and "菜单没有发布" in res.text
     assert versions() == [] and audit_rows("menu.") == [] and platform_menus() == []
 
 
