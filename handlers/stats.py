@@ -41,14 +41,14 @@ from dataclasses import dataclass, field, fields
 from datetime import date, datetime, time, timedelta
 from typing import Iterable, Mapping
 
-from sqlalchemy import Date, and_, delete, exists, func, or_, select
+from sqlalchemy import Date, and_, delete, exists, func, literal, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.expression import FunctionElement
 
-from models import (CommissionKind, CommissionRow, DailyStat, DailyUnitStat, Distributor, FirstContact, Order,
-                    ReferralTouch, Refund, RefundOrigin, RefundStatus, TouchOutcome, Unit, UnitVisit, User,
+from models import (CommissionKind, CommissionRow, DailyStat, DailyUnitStat, Distributor, FirstContact,
+                    MonthlyUnitStat, Order, ReferralTouch, Refund, RefundOrigin, RefundStatus, TouchOutcome, Unit, UnitVisit, User,
                     Withdrawal, WithdrawalStatus, db)
 
 from .clock import CHINA, now
@@ -170,11 +170,13 @@ def _first_orders(start: datetime, end: datetime) -> list:
     """(day, unit, count) of paid orders that were their buyer's first paid
     order: a signed-in buyer by user, a guest by mobile number."""
     earlier = aliased(Order)
-    before = or_(earlier.paid_at < Order.paid_at, and_(earlier.paid_at == Order.paid_at, earlier.id < Order.id))
+    # (paid_at, id) orders two payments in the same microsecond too; the
+    # row comparison is one range of the (buyer, paid_at, id) index.
+    before = tuple_(earlier.paid_at, earlier.id) < tuple_(Order.paid_at, Order.id)
     rows = []
     for who, same in ((Order.buyer_id.is_not(None), earlier.buyer_id == Order.buyer_id),
-                      (Order.buyer_id.is_(None), and_(earlier.buyer_id.is_(None),
-                                                      earlier.guest_mobile == Order.guest_mobile))):
+                      (Order.buyer_id.is_(None), and_(earlier.guest_mobile == Order.guest_mobile,
+                                                      earlier.buyer_id.is_(None)))):
         none_before = ~exists().where(same, earlier.paid_at.is_not(None), before)
         rows += _grouped(Order.paid_at, start, end, func.count(), by_unit=Order.unit_id, where=(who, none_before))
     return rows
@@ -198,10 +200,6 @@ def compute(first: date, last: date) -> tuple[dict[date, DayFigures], dict[tuple
             for name, value in zip(names, values):
                 setattr(figures, name, getattr(figures, name) + int(value or 0))
 
-    put(_grouped(Order.paid_at, start, end, func.coalesce(func.sum(Order.total_fen), 0), func.count()),
-        "paid_fen", "orders_paid")
-    put(_grouped(Refund.finished_at, start, end, func.coalesce(func.sum(Refund.amount_fen), 0),
-                 where=_refund_kept()), "refunded_fen")
     put(_grouped(User.created_at, start, end, func.count(),
                  func.count().filter(User.first_contact != FirstContact.OAUTH.value)), "new_users", "new_followers")
     put(_grouped(User.attributed_at, start, end, func.count()), "new_customers")
@@ -224,6 +222,10 @@ def compute(first: date, last: date) -> tuple[dict[date, DayFigures], dict[tuple
                       where=(ReferralTouch.outcome == TouchOutcome.BOUND.value, ReferralTouch.unit_id.is_not(None))),
              "bound")
     put_unit(_first_orders(start, end), "first_orders")
+    for (d, _), figures in units.items():  # the shop's sales are its units' (one read of the rows)
+        days[d].paid_fen += figures.paid_fen
+        days[d].orders_paid += figures.orders_paid
+        days[d].refunded_fen += figures.refunded_fen
     return days, units
 
 
@@ -248,6 +250,7 @@ def recompute(first: date, last: date, at: datetime | None = None) -> int:
     at = at or now()
     last = min(last, today(at) - timedelta(days=1))
     stored = 0
+    months = {_month_of(d) for d in _days(first, last)} if first <= last else set()
     while first <= last:
         chunk_last = min(last, first + timedelta(days=CHUNK_DAYS - 1))
         days, units = compute(first, chunk_last)
@@ -259,8 +262,29 @@ def recompute(first: date, last: date, at: datetime | None = None) -> int:
             db.session.execute(_upsert(DailyUnitStat, ["day", "unit_id"], UNIT_FIELDS), unit_rows)
         stored += len(days)
         first = chunk_last + timedelta(days=1)
+    for month in sorted(months):
+        _sum_month(month)
     db.session.flush()
     return stored
+
+
+def _month_of(d: date) -> date:
+    return d.replace(day=1)
+
+
+def _next_month(month: date) -> date:
+    return (month + timedelta(days=32)).replace(day=1)
+
+
+def _sum_month(month: date) -> None:
+    """The month's unit rows again, from its stored days."""
+    end = _next_month(month)
+    db.session.execute(delete(MonthlyUnitStat).where(MonthlyUnitStat.month == month))
+    sums = [func.sum(getattr(DailyUnitStat, name)) for name in UNIT_FIELDS]
+    db.session.execute(MonthlyUnitStat.__table__.insert().from_select(
+        ["month", "unit_id", *UNIT_FIELDS],
+        select(literal(month, Date()), DailyUnitStat.unit_id, *sums)
+        .where(DailyUnitStat.day >= month, DailyUnitStat.day < end).group_by(DailyUnitStat.unit_id)))
 
 
 def stale_days(first: date, last: date, at: datetime | None = None) -> list[date]:
@@ -358,12 +382,37 @@ class Report:
 
 
 def _stored_units(first: date, last: date) -> dict[int, UnitFigures]:
+    """Each unit's sums over stored days first..last: whole months from
+    ``monthly_unit_stats``, the days at either end from ``daily_unit_stats``."""
     if first > last:
         return {}
-    rows = db.session.execute(
-        select(DailyUnitStat.unit_id, *[func.sum(getattr(DailyUnitStat, name)) for name in UNIT_FIELDS])
-        .where(DailyUnitStat.day >= first, DailyUnitStat.day <= last).group_by(DailyUnitStat.unit_id)).all()
-    return {unit_id: UnitFigures(*[int(v or 0) for v in values]) for unit_id, *values in rows}
+    months = []
+    month = _month_of(first) if first.day == 1 else _next_month(first)
+    while _next_month(month) - timedelta(days=1) <= last:
+        months.append(month)
+        month = _next_month(month)
+    out: dict[int, UnitFigures] = {}
+
+    def add(rows):
+        for unit_id, *values in rows:
+            out.setdefault(unit_id, UnitFigures()).add(UnitFigures(*[int(v or 0) for v in values]))
+
+    def daily(a: date, b: date):
+        if a <= b:
+            add(db.session.execute(
+                select(DailyUnitStat.unit_id, *[func.sum(getattr(DailyUnitStat, n)) for n in UNIT_FIELDS])
+                .where(DailyUnitStat.day >= a, DailyUnitStat.day <= b).group_by(DailyUnitStat.unit_id)))
+
+    if not months:
+        daily(first, last)
+        return out
+    daily(first, months[0] - timedelta(days=1))
+    add(db.session.execute(
+        select(MonthlyUnitStat.unit_id, *[func.sum(getattr(MonthlyUnitStat, n)) for n in UNIT_FIELDS])
+        .where(MonthlyUnitStat.month >= months[0], MonthlyUnitStat.month <= months[-1])
+        .group_by(MonthlyUnitStat.unit_id)))
+    daily(_next_month(months[-1]), last)
+    return out
 
 
 def report(first: date, last: date, at: datetime | None = None) -> Report:

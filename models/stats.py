@@ -19,6 +19,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from .base import Base, Fen, UTCDateTime
 from .distributor import Distributor
 from .ledger import CommissionRow, Withdrawal
+from .order import Order
 from .payment import Refund
 from .referral import ReferralTouch
 from .user import User
@@ -59,6 +60,28 @@ class DailyUnitStat(Base):
     first_orders: Mapped[int] = mapped_column(default=0)    # a buyer's first paid order, placed at the unit
 
 
+class MonthlyUnitStat(Base):
+    """One unit's month: the sum of its ``daily_unit_stats`` rows, summed
+    again whenever a day of the month is stored, so a year's ranking reads
+    twelve rows per unit instead of 365."""
+
+    __tablename__ = "monthly_unit_stats"
+
+    month: Mapped[date] = mapped_column(Date, primary_key=True)  # its first day
+    unit_id: Mapped[int] = mapped_column(primary_key=True)
+    paid_fen: Mapped[Fen] = mapped_column(default=0)
+    orders_paid: Mapped[int] = mapped_column(default=0)
+    refunded_fen: Mapped[Fen] = mapped_column(default=0)
+    visits: Mapped[int] = mapped_column(default=0)
+    visitors: Mapped[int] = mapped_column(BigInteger, default=0)
+    bound: Mapped[int] = mapped_column(default=0)
+    first_orders: Mapped[int] = mapped_column(default=0)
+
+
+# A buyer's first paid order (handlers.stats): "no paid order of theirs
+# before this one" answered from the index alone.
+Index("ix_stats_orders_buyer_id_paid_at_id", Order.buyer_id, Order.paid_at, Order.id)
+Index("ix_stats_orders_guest_mobile_paid_at_id", Order.guest_mobile, Order.paid_at, Order.id)
 Index("ix_stats_refunds_finished_at", Refund.finished_at)
 Index("ix_stats_users_created_at", User.created_at)
 Index("ix_stats_users_attributed_at", User.attributed_at)

@@ -85,7 +85,11 @@ def make_user_at(rng: random.Random, at: datetime, contact: str, referrer: User 
 
 @pytest.fixture
 def world(app):
-    """Ten China days of a shop, today's up to now: orders paid and not,
+    return generate(DAYS)
+
+
+def generate(n_days: int) -> dict:
+    """``n_days`` China days of a shop, today's up to now: orders paid and not,
     signed-in buyers (some buying again) and guests, refunds finished the
     same day, days later or not at all, automatic ones; users by every
     door, customers bound, distributors; commission accrued, settled and
@@ -93,7 +97,7 @@ def world(app):
     rng = random.Random(20261201)
     at = now()
     today = figures.today(at)
-    first = today - timedelta(days=DAYS - 1)
+    first = today - timedelta(days=n_days - 1)
     d1, d2 = make_distributor("甲"), make_distributor("乙")
     units = [merchant_unit_id(), d1.unit.id, d2.unit.id]
     product = Product(name="山茶花礼盒", price_fen=990, stock=100)
@@ -102,7 +106,7 @@ def world(app):
     buyers = [make_user_at(rng, day_start(first) - timedelta(days=3), "subscribe") for _ in range(6)]
     db.session.flush()
     orders = []
-    for d in (first + timedelta(days=n) for n in range(DAYS)):
+    for d in (first + timedelta(days=n) for n in range(n_days)):
         for _ in range(rng.randint(3, 9)):
             paid = rng.random() < 0.85
             who = rng.random()
@@ -154,7 +158,7 @@ def world(app):
                                              amount_fen=-max(1, amount // 2), state="withdrawable",
                                              created_at=settled, settled_at=settled))
     for status in ("paid", "paid", "paid", "requested", "rejected"):
-        when = moment(rng, first + timedelta(days=rng.randrange(DAYS)), at)
+        when = moment(rng, first + timedelta(days=rng.randrange(n_days)), at)
         db.session.add(Withdrawal(distributor_id=rng.choice([d1, d2]).id, request_key=f"k{next(_seq)}",
                                   amount_fen=rng.randint(100, 5000), fee_fen=0, status=status,
                                   requested_at=when - timedelta(hours=1),
@@ -311,6 +315,27 @@ def test_every_figure_equals_the_sql_sums_over_its_rows(world, base, staff_brows
     past = world["today"] - timedelta(days=3)
     assert_page_equals_rows(browser.get(stats_url(base, world["first"], past)).text, world["first"], past)
     assert_page_equals_rows(browser.get(stats_url(base, past, past)).text, past, past)
+
+
+def test_whole_months_are_read_from_their_monthly_sums(app, base, staff_browser):
+    """Over 75 days the units' figures come from whole months plus the days
+    at either end; they still equal the rows, for ranges cut anywhere."""
+    made = generate(75)
+    browser = staff_browser("owner")
+    today, first = made["today"], made["first"]
+    month = today.replace(day=1) - timedelta(days=1)
+    month = month.replace(day=1)  # last month: whole, in the past
+    for a, b in ((first, today), (month, month + timedelta(days=40) if month + timedelta(days=40) <= today else today),
+                 (first, month - timedelta(days=1)), (first + timedelta(days=3), today - timedelta(days=2))):
+        page = browser.get(stats_url(base, a, b))
+        assert page.status_code == 200
+        assert_page_equals_rows(page.text, a, b)
+    db.session.expire_all()
+    from models import MonthlyUnitStat
+
+    stored = db.session.scalars(select(MonthlyUnitStat).where(MonthlyUnitStat.month == month)).all()
+    assert stored and sum(r.paid_fen for r in stored) == sum(
+        sql_day(month + timedelta(days=n))["paid_fen"] for n in range((today.replace(day=1) - month).days))
 
 
 def test_the_default_range_is_the_last_thirty_days(world, base, staff_browser):

@@ -15,14 +15,16 @@ branch_labels = None
 depends_on = None
 
 INDEXES = [
-    ("ix_stats_refunds_finished_at", "refunds", "finished_at"),
-    ("ix_stats_users_created_at", "users", "created_at"),
-    ("ix_stats_users_attributed_at", "users", "attributed_at"),
-    ("ix_stats_distributors_approved_at", "distributors", "approved_at"),
-    ("ix_stats_commission_rows_created_at", "commission_rows", "created_at"),
-    ("ix_stats_commission_rows_settled_at", "commission_rows", "settled_at"),
-    ("ix_stats_withdrawals_decided_at", "withdrawals", "decided_at"),
-    ("ix_stats_referral_touches_at", "referral_touches", "at"),
+    ("ix_stats_orders_buyer_id_paid_at_id", "orders", ["buyer_id", "paid_at", "id"]),
+    ("ix_stats_orders_guest_mobile_paid_at_id", "orders", ["guest_mobile", "paid_at", "id"]),
+    ("ix_stats_refunds_finished_at", "refunds", ["finished_at"]),
+    ("ix_stats_users_created_at", "users", ["created_at"]),
+    ("ix_stats_users_attributed_at", "users", ["attributed_at"]),
+    ("ix_stats_distributors_approved_at", "distributors", ["approved_at"]),
+    ("ix_stats_commission_rows_created_at", "commission_rows", ["created_at"]),
+    ("ix_stats_commission_rows_settled_at", "commission_rows", ["settled_at"]),
+    ("ix_stats_withdrawals_decided_at", "withdrawals", ["decided_at"]),
+    ("ix_stats_referral_touches_at", "referral_touches", ["at"]),
 ]
 
 
@@ -56,12 +58,26 @@ def upgrade():
         sa.Column('first_orders', sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint('day', 'unit_id', name=op.f('pk_daily_unit_stats')),
     )
-    for name, table, column in INDEXES:
-        op.create_index(name, table, [column], unique=False)
+    op.create_table(
+        'monthly_unit_stats',
+        sa.Column('month', sa.Date(), nullable=False),
+        sa.Column('unit_id', sa.Integer(), nullable=False),
+        sa.Column('paid_fen', sa.BigInteger(), nullable=False),
+        sa.Column('orders_paid', sa.Integer(), nullable=False),
+        sa.Column('refunded_fen', sa.BigInteger(), nullable=False),
+        sa.Column('visits', sa.Integer(), nullable=False),
+        sa.Column('visitors', sa.BigInteger(), nullable=False),
+        sa.Column('bound', sa.Integer(), nullable=False),
+        sa.Column('first_orders', sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint('month', 'unit_id', name=op.f('pk_monthly_unit_stats')),
+    )
+    for name, table, columns in INDEXES:
+        op.create_index(name, table, columns, unique=False)
 
 
 def downgrade():
     for name, table, _ in reversed(INDEXES):
         op.drop_index(name, table_name=table)
+    op.drop_table('monthly_unit_stats')
     op.drop_table('daily_unit_stats')
     op.drop_table('daily_stats')
