@@ -19,7 +19,7 @@ from .sandbox import SandboxClock, SandboxMedia, SandboxMenu, SandboxMessage, Sa
 from .shop import Address, Product, UnitProduct
 from .staff import Staff, StaffRole, StaffSession
 from .states import IllegalTransition, StateMachine
-from .stats import DailyStat, DailyUnitStat  # noqa: F401  (the statistics page's days)
+from .stats import DailyStat, DailyUnitStat, MonthlyUnitStat  # noqa: F401  (the statistics page's days)
 from .user import FirstContact, Source, Subscription, User
 from .wx_push import WxPush
 
