@@ -3,6 +3,7 @@ from .application import APPLICATION_STATES, Application, ApplicationStatus
 from .audit import AuditEntry
 from .base import Base, db, utcnow
 from .distributor import Distributor, DistributorStatus, QRStatus, Unit
+from .exports import Export, ExportState  # noqa: F401  (handlers.exports)
 from .h5_session import H5Session  # noqa: F401  (a table of the H5 transport)
 from .leaderboard import FROZEN_DISTRIBUTORS, PAYMENTS_BY_TIME  # noqa: F401  (indexes of handlers.leaderboard)
 from .ledger import (COMMISSION_STATES, WITHDRAWAL_STATES, Balance, CommissionKind, CommissionRow,
@@ -13,6 +14,7 @@ from .outbox import OutboxRow, OutboxState
 from .order import ORDER_STATES, Order, OrderLine, OrderStatus, PayChannel
 from .payment import NoticeVerdict, Payment, PaymentNotice, Refund, RefundOrigin, RefundStatus
 from .reach import UnitVisit
+from .reconcile import ReconcileDay, ReconcileDifference  # noqa: F401  (handlers.reconcile)
 from .referral import ReferralTouch, TouchOutcome
 from .rules import RuleRevision, RuleVersion  # noqa: F401  (the merchant's rules, handlers.rules)
 from .sandbox import SandboxClock, SandboxMedia, SandboxMenu, SandboxMessage, SandboxQRCode, SandboxUser

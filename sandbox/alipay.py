@@ -19,7 +19,10 @@ own state, apart from the product's database.
 from __future__ import annotations
 
 import base64
+import csv
+import io
 import json
+import zipfile
 import re
 import secrets
 from datetime import datetime, timedelta, timezone
@@ -43,7 +46,8 @@ TTL = 7 * 86400
 NOTIFY_TIMEOUT = 10
 WAIT, SUCCESS, FINISHED, CLOSED = "WAIT_BUYER_PAY", "TRADE_SUCCESS", "TRADE_FINISHED", "TRADE_CLOSED"
 SERVER_METHODS = ("alipay.trade.query", "alipay.trade.refund", "alipay.trade.close",
-                  "alipay.trade.fastpay.refund.query")
+                  "alipay.trade.fastpay.refund.query", "alipay.data.dataservice.bill.downloadurl.query")
+BILL_METHOD = "alipay.data.dataservice.bill.downloadurl.query"
 OUT_TRADE_NO = re.compile(r"[A-Za-z0-9_]{1,64}", re.ASCII)
 YUAN = re.compile(r"(0|[1-9][0-9]{0,8})(?:\.([0-9]{1,2}))?", re.ASCII)
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -269,6 +273,8 @@ def gateway():
         return wap_pay(params, biz)
     if method not in SERVER_METHODS:
         return unsigned_error(method, "isv.invalid-method", "不存在的方法名")
+    if method == BILL_METHOD:
+        return bill_download_url(method, biz)
     out_trade_no, trade_no = str(biz.get("out_trade_no", "")), str(biz.get("trade_no", ""))
     if not out_trade_no and not trade_no:
         return business_error(method, "ACQ.INVALID_PARAMETER", "参数无效：out_trade_no 与 trade_no 不能同时为空")
@@ -554,3 +560,129 @@ def refund_notification(trade: dict[str, Any], request_no: str) -> dict[str, str
 def notify_refund(trade: dict[str, Any], request_no: str) -> str:
     return post_notification(trade, signed_fields(refund_notification(trade, request_no)))
 
+
+
+# -- the bill (对账单) --------------------------------------------------------------------
+# alipay.data.dataservice.bill.downloadurl.query (bill_type trade, bill_date
+# YYYY-MM-DD) answers bill_download_url, valid 30 seconds: a ZIP of two GBK CSV
+# files, 业务明细 (one line per payment and per refund of the day, with
+# commented lines before and after) and 业务明细(汇总). Built from the sandbox's
+# own trades: a payment on the day of its gmt_payment, a refund on the day of
+# its gmt_refund_pay. The sandbox also serves today's bill so far.
+
+BILL_FILE_TTL = 30
+BILL_COLUMNS = ("支付宝交易号,商户订单号,业务类型,商品名称,创建时间,完成时间,门店编号,门店名称,操作员,终端号,对方账户,"
+                "订单金额（元）,商家实收（元）,支付宝红包（元）,集分宝（元）,支付宝优惠（元）,商家优惠（元）,券核销金额（元）,券名称,"
+                "商家红包消费金额（元）,卡消费金额（元）,退款批次号/请求号,服务费（元）,分润（元）,备注")
+FEE_PER_MILLE = 6
+
+
+def _fee(fen: int) -> int:
+    return (fen * FEE_PER_MILLE + 500) // 1000
+
+
+def _all_trades() -> list[dict[str, Any]]:
+    conn = redis_store.conn
+    found = []
+    for key in conn.scan_iter(match="sandbox:alipay:trade:*", count=500):
+        raw = conn.get(key)
+        if raw:
+            found.append(json.loads(raw))
+    return found
+
+
+def bill_rows(app_id: str, day: str) -> list[list[str]]:
+    """The day's 业务明细 lines, oldest first."""
+    rows: list[tuple[str, list[str]]] = []
+    blank = ["", "", "", ""]
+    for t in _all_trades():
+        if t["app_id"] != app_id:
+            continue
+        if t.get("gmt_payment", "").startswith(day):
+            fen = to_fen(t["total_amount"]) or 0
+            rows.append((t["gmt_payment"], [t["trade_no"], t["out_trade_no"], "交易", t["subject"], t["gmt_create"],
+                                            t["gmt_payment"], *blank, t["buyer_logon_id"], t["total_amount"],
+                                            t["total_amount"], "0.00", "0.00", "0.00", "0.00", "", "", "0.00", "0.00",
+                                            "", "-" + to_yuan(_fee(fen)), "0.00", ""]))
+        for request_no, r in t.get("refunds", {}).items():
+            if not r["gmt_refund_pay"].startswith(day):
+                continue
+            fen = to_fen(r["amount"]) or 0
+            rows.append((r["gmt_refund_pay"], [t["trade_no"], t["out_trade_no"], "退款", t["subject"],
+                                               t["gmt_create"], r["gmt_refund_pay"], *blank, t["buyer_logon_id"],
+                                               "-" + r["amount"], "-" + r["amount"], "0.00", "0.00", "0.00", "0.00",
+                                               "", "", "0.00", "0.00", request_no, to_yuan(_fee(fen)), "0.00",
+                                               r.get("reason", "")]))
+    rows.sort(key=lambda pair: pair[0])
+    return [row for _, row in rows]
+
+
+def bill_zip(app_id: str, day: str) -> bytes:
+    rows = bill_rows(app_id, day)
+    pid = conf()["seller_id"] or "2088000000000001"
+    stamp = day.replace("-", "")
+    start = datetime.strptime(day, "%Y-%m-%d")
+    span = (f"#起始日期：[{start:%Y年%m月%d日} 00:00:00]   "
+            f"终止日期：[{start + timedelta(days=1):%Y年%m月%d日} 00:00:00]")
+    exported = f"#导出时间：[{datetime.now(BEIJING):%Y年%m月%d日 %H:%M:%S}]"
+    trades = [r for r in rows if r[2] == "交易"]
+    refunds = [r for r in rows if r[2] == "退款"]
+
+    def total(values: list[str]) -> str:
+        fen = sum((to_fen(v.lstrip("-")) or 0) * (-1 if v.startswith("-") else 1) for v in values)
+        return ("-" if fen < 0 else "") + to_yuan(abs(fen))
+
+    details = io.StringIO()
+    details.write(f"#支付宝业务明细查询\r\n#账号：[{pid}0156]\r\n{span}\r\n")
+    details.write("#-----------------------------------------业务明细列表----------------------------------------\r\n")
+    details.write(BILL_COLUMNS + "\r\n")
+    writer = csv.writer(details, lineterminator="\r\n")
+    for row in rows:
+        writer.writerow([value + "\t" if value else value for value in row])  # Alipay pads with tabs
+    details.write("#-----------------------------------------业务明细列表结束------------------------------------\r\n")
+    details.write(f"#交易合计：{len(trades)}笔，商家实收：{total([r[12] for r in trades])}元，商家优惠：0.00元\r\n")
+    details.write(f"#退款合计：{len(refunds)}笔，商家实收：{total([r[12] for r in refunds])}元，商家优惠：0.00元\r\n")
+    details.write(exported + "\r\n")
+    summary = io.StringIO()
+    summary.write(f"#支付宝业务汇总查询\r\n#账号：[{pid}0156]\r\n{span}\r\n")
+    summary.write("#-----------------------------------------业务汇总列表----------------------------------------\r\n")
+    summary.write("门店编号,门店名称,交易订单总笔数,退款订单总笔数,订单金额（元）,商家实收（元）,服务费（元）,实收净额（元）\r\n")
+    summary.write(f"合计,,{len(trades)},{len(refunds)},{total([r[11] for r in rows])},{total([r[12] for r in rows])},"
+                  f"{total([r[22] for r in rows])},{total([r[12] for r in rows] + [r[22] for r in rows])}\r\n")
+    summary.write("#-----------------------------------------业务汇总列表结束------------------------------------\r\n")
+    summary.write(exported + "\r\n")
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(f"{pid}0156_{stamp}_业务明细.csv", details.getvalue().encode("gbk"))
+        archive.writestr(f"{pid}0156_{stamp}_业务明细(汇总).csv", summary.getvalue().encode("gbk"))
+    return out.getvalue()
+
+
+def bill_download_url(method: str, biz: dict[str, Any]) -> Response:
+    bill_type, bill_date = str(biz.get("bill_type", "")), str(biz.get("bill_date", ""))
+    if bill_type not in ("trade", "signcustomer"):
+        return business_error(method, "isv.invalid-arguments", "bill_type 只能是 trade 或 signcustomer")
+    try:
+        day = datetime.strptime(bill_date, "%Y-%m-%d") if re.fullmatch(r"\d{4}-\d\d-\d\d", bill_date) else None
+    except ValueError:
+        day = None
+    if day is None:
+        return business_error(method, "isv.invalid-arguments", "bill_date 格式应为 yyyy-MM-dd")
+    if day.date() > datetime.now(BEIJING).date():
+        return business_error(method, "isp.bill_not_exist", "账单不存在")
+    token = secrets.token_urlsafe(24)
+    data = bill_zip(conf()["app_id"], bill_date)
+    redis_store.conn.set(f"sandbox:alipay:billfile:{token}", base64.b64encode(data), ex=BILL_FILE_TTL)
+    url = f"{request.host_url.rstrip('/')}{bp.url_prefix}/bill/download?token={token}"
+    return signed_response(method, {"code": "10000", "msg": "Success", "bill_download_url": url})
+
+
+@bp.get("/bill/download")
+def download_bill():
+    token = request.args.get("token", "")
+    raw = redis_store.conn.get(f"sandbox:alipay:billfile:{token}") \
+        if re.fullmatch(r"[A-Za-z0-9_-]{16,64}", token) else None
+    if raw is None:
+        return Response("下载链接无效或已过期", 404, content_type="text/plain; charset=utf-8")
+    return Response(base64.b64decode(raw), 200, content_type="application/oct-stream",
+                    headers={"Content-Disposition": "attachment; filename=bill.csv.zip"})

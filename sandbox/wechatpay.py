@@ -24,6 +24,10 @@ gateway's own, apart from the product's database.
 from __future__ import annotations
 
 import base64
+import csv
+import gzip
+import hashlib
+import io
 import json
 import re
 import secrets
@@ -1071,3 +1075,141 @@ def transfer_resend():
         return transfer_page(bill, back, "转账尚未结束，没有可重发的通知")
     said = notify_transfer(bill)
     return transfer_page(bill, back, f"已重发通知，商户回答：{said}", ok=said.startswith("HTTP 2"))
+
+
+# -- the trade bill (交易账单) ---------------------------------------------------------------------
+# GET /v3/bill/tradebill?bill_date=…&bill_type=ALL|SUCCESS|REFUND[&tar_type=GZIP] answers
+# {hash_type SHA1, hash_value, download_url}; GET download_url (merchant-signed,
+# answer not signed) gives the CSV (gzipped when asked): a header line, one row
+# per payment and per refund of the day, each field prefixed with a backquote,
+# then the summary's header and its line. Built from the sandbox's own trades
+# and refunds: a payment on the day of its success_time, a refund on the day
+# of its create_time. The sandbox also serves today's bill so far (WeChat Pay
+# serves a day's bill from 10:00 the next day).
+
+BILL_HEADER = ("交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,"
+               "货币种类,应结订单金额,代金券金额,微信退款单号,商户退款单号,退款金额,充值券退款金额,退款类型,退款状态,商品名称,"
+               "商户数据包,手续费,费率,订单金额,申请退款金额,费率备注")
+BILL_SUMMARY_HEADER = "总交易单数,应结订单总金额,退款总金额,充值券退款总金额,手续费总金额,订单总金额,申请退款总金额"
+BILL_TYPES = ("ALL", "SUCCESS", "REFUND")
+BILL_FILE_TTL = 30  # seconds a download_url works
+FEE_PER_MILLE = 6   # 0.60%
+
+
+def _scan(prefix: str) -> list[dict[str, Any]]:
+    conn = redis_store.conn
+    found = []
+    for key in conn.scan_iter(match=prefix + "*", count=500):
+        raw = conn.get(key)
+        if raw:
+            found.append(json.loads(raw))
+    return found
+
+
+def _day_of(stamp: Any) -> str:
+    at = parse_rfc3339(stamp)
+    return at.astimezone(BEIJING).strftime("%Y-%m-%d") if at else ""
+
+
+def _bill_time(stamp: str) -> str:
+    return parse_rfc3339(stamp).astimezone(BEIJING).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _fee(fen_: int) -> int:
+    return (fen_ * FEE_PER_MILLE + 500) // 1000
+
+
+def bill_rows(mchid: str, day: str, bill_type: str = "ALL") -> list[list[str]]:
+    """The day's rows, oldest first: paid trades (SUCCESS, or whatever
+    ``trade_state`` a test wrote into a paid trade) and refunds."""
+    rows: list[tuple[str, list[str]]] = []
+    if bill_type in ("ALL", "SUCCESS"):
+        for t in _scan(f"sandbox:wxpay:trade:{mchid}:"):
+            if not t.get("success_time") or _day_of(t["success_time"]) != day:
+                continue
+            state = SUCCESS if t["trade_state"] in (SUCCESS, REFUND) else t["trade_state"]
+            total = to_yuan(t["total"])
+            rows.append((t["success_time"], [
+                _bill_time(t["success_time"]), t["appid"], mchid, "0", "", t["transaction_id"], t["out_trade_no"],
+                t["openid"], "JSAPI", state, "OTHERS", "CNY", total, "0.00", "0", "0", "0.00", "0.00", "", "",
+                t["description"], t.get("attach", ""), to_yuan(_fee(t["total"])), "0.60%", total, "0.00", ""]))
+    if bill_type in ("ALL", "REFUND"):
+        trades = {t["out_trade_no"]: t for t in _scan(f"sandbox:wxpay:trade:{mchid}:")}
+        for r in _scan(f"sandbox:wxpay:refund:{mchid}:"):
+            if _day_of(r.get("create_time")) != day:
+                continue
+            trade = trades.get(r["out_trade_no"], {})
+            rows.append((r["create_time"], [
+                _bill_time(r["create_time"]), trade.get("appid", conf()["appid"]), mchid, "0", "",
+                r["transaction_id"], r["out_trade_no"], trade.get("openid", ""), "JSAPI", REFUND, "OTHERS", "CNY",
+                "0.00", "0.00", r["refund_id"], r["out_refund_no"], to_yuan(r["refund"]), "0.00", "ORIGINAL",
+                r["status"], trade.get("description", ""), trade.get("attach", ""), "-" + to_yuan(_fee(r["refund"])),
+                "0.60%", "0.00", to_yuan(r["refund"]), ""]))
+    rows.sort(key=lambda pair: pair[0])
+    return [row for _, row in rows]
+
+
+def bill_text(rows: list[list[str]]) -> str:
+    """The CSV as WeChat Pay writes it: every value after a backquote."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    out.write(BILL_HEADER + "\r\n")
+    for row in rows:
+        writer.writerow(["`" + value for value in row])
+    paid = [r for r in rows if r[9] != REFUND]
+    refunds = [r for r in rows if r[9] == REFUND]
+
+    def total(values: list[str]) -> int:
+        return sum(int(v.lstrip("-").replace(".", "")) * (-1 if v.startswith("-") else 1) for v in values)
+
+    out.write(BILL_SUMMARY_HEADER + "\r\n")
+    writer.writerow(["`" + v for v in (
+        str(len(rows)), to_yuan(total([r[12] for r in paid])), to_yuan(total([r[16] for r in refunds])), "0.00",
+        to_yuan(max(0, total([r[22] for r in rows]))), to_yuan(total([r[24] for r in paid])),
+        to_yuan(total([r[25] for r in refunds])))])
+    return out.getvalue()
+
+
+@bp.get("/v3/bill/tradebill")
+def trade_bill():
+    mchid, problem = authenticated_mchid()
+    if problem:
+        return problem
+    bill_date, bill_type = request.args.get("bill_date", ""), request.args.get("bill_type", "ALL")
+    tar_type = request.args.get("tar_type", "")
+    try:
+        day = datetime.strptime(bill_date, "%Y-%m-%d").date() if re.fullmatch(r"\d{4}-\d\d-\d\d", bill_date) \
+            else None
+    except ValueError:
+        day = None
+    if day is None:
+        return error(400, "PARAM_ERROR", "bill_date 格式应为 YYYY-MM-DD")
+    if bill_type not in BILL_TYPES or tar_type not in ("", "GZIP"):
+        return error(400, "PARAM_ERROR", "bill_type 只能是 ALL、SUCCESS 或 REFUND，tar_type 只能是 GZIP")
+    if day > clock.now().astimezone(BEIJING).date():
+        return error(400, "PARAM_ERROR", "bill_date 不能晚于今天")
+    rows = bill_rows(mchid, bill_date, bill_type)
+    if not rows:
+        return error(400, "NO_STATEMENT_EXIST", "账单文件不存在")
+    text = bill_text(rows).encode("utf-8")
+    token = secrets.token_urlsafe(24)
+    redis_store.conn.set(f"sandbox:wxpay:billfile:{token}",
+                         json.dumps({"mchid": mchid, "gzip": tar_type == "GZIP", "text": text.decode()}),
+                         ex=BILL_FILE_TTL)
+    return answer({"hash_type": "SHA1", "hash_value": hashlib.sha1(text).hexdigest(),
+                   "download_url": f"{conf()['api_base'].rstrip('/')}/v3/billdownload/file?token={token}"})
+
+
+@bp.get("/v3/billdownload/file")
+def download_bill():
+    mchid, problem = authenticated_mchid()
+    if problem:
+        return problem
+    token = request.args.get("token", "")
+    found = _load(f"sandbox:wxpay:billfile:{token}") if re.fullmatch(r"[A-Za-z0-9_-]{16,64}", token) else None
+    if found is None or found["mchid"] != mchid:
+        return error(400, "INVALID_REQUEST", "下载链接无效或已过期（有效期 30 秒）")
+    body = found["text"].encode("utf-8")
+    if found["gzip"]:
+        body = gzip.compress(body)
+    return Response(body, 200, content_type="application/octet-stream")
