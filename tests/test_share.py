@@ -295,3 +295,47 @@ def test_first_page_views_at_once_share_one_ticket(person, base):
     for t in threads:
         t.join()
     assert len(configs) == n and all(verify(base, c, url) == "config:ok" for c in configs)
+
+
+# -- the simulator's sharing -------------------------------------------------------------
+
+def test_the_simulator_shares_to_moments_and_to_a_friend(sandbox_user, base):
+    me, friend = sandbox_user("阿花"), sandbox_user("小李")
+    phone = requests.Session()
+    phone.cookies.set("sandbox_openid", me.openid)
+    card = {"title": "阿花的小店", "desc": "好物", "link": f"{base}/h5/u/abc", "imgUrl": ""}
+
+    feed = phone.post(f"{base}/sandbox/share", data={"kind": "timeline", **card})
+    assert feed.url.endswith("/sandbox/moments") and "已分享到朋友圈" in feed.text
+    opened = re.search(r'class="moment-link" href="([^"]+)"', feed.text).group(1)
+    assert "from%3Dtimeline%26isappinstalled%3D0" in opened and opened.startswith("/sandbox/open?url=")
+
+    pick = phone.post(f"{base}/sandbox/share", data={"kind": "friend", **card})
+    assert re.findall(r'data-nickname="([^"]+)"', pick.text) == ["小李"]  # not oneself
+    sent = phone.post(f"{base}/sandbox/share/send", data={"to": friend.openid, **card})
+    assert "已发送给 小李" in sent.text
+    phone.cookies.set("sandbox_openid", friend.openid)
+    chat = phone.get(f"{base}/sandbox/").text
+    assert "阿花 分享给你" in chat and "from%3Dsinglemessage%26isappinstalled%3D0" in chat
+
+
+@pytest.mark.parametrize("path,form,message", [
+    ("/sandbox/share", {"kind": "moments", "link": "http://127.0.0.1/h5/"}, "这个页面没有可分享的链接"),
+    ("/sandbox/share", {"kind": "timeline", "link": "javascript:alert(1)"}, "这个页面没有可分享的链接"),
+    ("/sandbox/share", {"kind": "friend"}, "这个页面没有可分享的链接"),
+    ("/sandbox/share/send", {"to": "nobody", "link": "http://127.0.0.1/h5/"}, "请选择一位朋友"),
+    ("/sandbox/share/send", {"to": "SELF", "link": "http://127.0.0.1/h5/"}, "请选择一位朋友"),
+])
+def test_the_simulator_refuses_bad_shares(sandbox_user, base, path, form, message):
+    me = sandbox_user("阿花")
+    phone = requests.Session()
+    phone.cookies.set("sandbox_openid", me.openid)
+    res = phone.post(base + path, data={k: me.openid if v == "SELF" else v for k, v in form.items()})
+    assert res.status_code == 200 and message in res.text
+    db.session.rollback()
+    from models import SandboxMessage
+
+    assert db.session.scalar(select(func.count()).select_from(SandboxMessage).where(
+        SandboxMessage.direction.in_(("moments", "share")))) == 0
+    # Nobody in the simulator: back to choosing who you are.
+    assert "你是谁" in requests.post(base + path, data=form, timeout=5).text

@@ -105,6 +105,13 @@
         if (o.fail) o.fail({errMsg: name + ':fail, the permission value is offline verifying'});
         return;
       }
+      var a = document.createElement('a');
+      a.href = o.link || '';
+      if (a.host !== location.host) {  // the link's domain must be the account's JS-safe domain
+        show(name + ':fail, invalid url domain', 'error');
+        if (o.fail) o.fail({errMsg: name + ':fail, invalid url domain'});
+        return;
+      }
       set({title: o.title, desc: o.desc, link: o.link, imgUrl: o.imgUrl});
       show('分享卡片已设置：' + (o.title || ''), 'ready');
       if (o.success) o.success({errMsg: name + ':ok'});
