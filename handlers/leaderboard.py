@@ -31,6 +31,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Iterable
 
 from flask import current_app
+from redis.exceptions import RedisError
 from sqlalchemy import and_, func, literal, or_, select
 
 from app.extensions import db, redis_store
@@ -344,7 +345,12 @@ def board(name: str, unit_id: int | None = None, at: datetime | None = None, top
     p = period(name, at)
     if source is None:
         source = "sql" if current_app.config["SETTINGS"].uses_redis_fallback else "redis"
-    rows, mine, gap = (_from_redis if source == "redis" else _from_sql)(p, unit_id, top)
+    try:
+        rows, mine, gap = (_from_redis if source == "redis" else _from_sql)(p, unit_id, top)
+    except RedisError as exc:  # the page still answers, from the truth
+        log.warning("leaderboard read from SQL: Redis failed (%s)", exc)
+        db.session.rollback()
+        rows, mine, gap = _from_sql(p, unit_id, top)
     for r in rows + ([mine] if mine else []):
         r.mine = r.unit_id == unit_id
     return Board(p, rows, mine, gap)

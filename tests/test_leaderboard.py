@@ -234,6 +234,18 @@ def test_equal_sales_share_a_rank(app, jobs):
         [r.unit_id for r in leaderboard.board("day", top=2, source="sql").rows]
 
 
+def test_without_an_answering_redis_the_board_comes_from_sql(app, jobs, settings):
+    from conftest import second_product
+
+    d = seller()
+    sell(d, 1000)
+    drain(jobs)
+    with second_product(settings, app={"redis_url": "redis://127.0.0.1:9/0"}) as other, other.app_context():
+        board = leaderboard.board("day", d.unit.id)
+        assert [(r.rank, r.unit_id, r.fen) for r in board.rows] == [(1, d.unit.id, 1000)]
+        assert board.mine.rank == 1
+
+
 def test_masked_names():
     assert [leaderboard.mask(n) for n in ("王小明", "欧阳小明", "王明", "王", "", " 李 ")] == \
         ["王*明", "欧*明", "王*", "王", "", "李"]
