@@ -1,5 +1,6 @@
-"""Distributor pages: apply, application status, centre, my QR code, my team,
-and the unit link that attributes whoever opens it."""
+"""Distributor pages: apply, application status, centre (with the reach of
+their shares), my QR code, my team, and the unit's shared links (the shop's
+and a product's) that attribute whoever opens them."""
 from __future__ import annotations
 
 from datetime import timedelta

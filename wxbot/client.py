@@ -4,7 +4,8 @@ access token shared by every process through Redis.
 wechatpy's own refresh takes no lock, and each fetch of a new token makes the
 previous one expire shortly after: two gunicorn workers refreshing at once
 would keep invalidating each other. Here a refresh happens under a Redis lock,
-and a process that waited for the lock uses the token the winner stored.
+and a process that waited for the lock uses the token the winner stored. The
+JS-SDK ticket (``wx.config`` on the H5 pages) is kept and refreshed the same way.
 """
 from __future__ import annotations
 
