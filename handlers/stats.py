@@ -182,11 +182,16 @@ def _first_orders(start: datetime, end: datetime) -> list:
     return rows
 
 
-def compute(first: date, last: date) -> tuple[dict[date, DayFigures], dict[tuple[date, int], UnitFigures]]:
-    """Every figure of days first..last, straight from the rows."""
+def compute(first: date, last: date, since: datetime | None = None, until: datetime | None = None,
+            ) -> tuple[dict[date, DayFigures], dict[tuple[date, int], UnitFigures]]:
+    """Every figure of days first..last, straight from the rows; only of
+    rows stamped in [since, until) when given (a part of today)."""
     start, end = _span(first, last)
+    start, end = max(start, since or start), min(end, until or end)
     days = {d: DayFigures() for d in _days(first, last)}
     units: dict[tuple[date, int], UnitFigures] = {}
+    if start >= end:
+        return days, units
 
     def put(rows, *names):
         for d, *values in rows:
@@ -428,9 +433,8 @@ def report(first: date, last: date, at: datetime | None = None) -> Report:
             days[row.day] = DayFigures(**{name: getattr(row, name) for name in DAY_FIELDS})
     units = _stored_units(first, past_last)
     if last >= now_day:
-        live_days, live_units = compute(now_day, now_day)
-        days[now_day] = live_days[now_day]
-        for (_, unit_id), figures in live_units.items():
+        days[now_day], live_units = _today(now_day, at)
+        for unit_id, figures in live_units.items():
             units.setdefault(unit_id, UnitFigures()).add(figures)
     total = DayFigures()
     for figures in days.values():
@@ -445,6 +449,72 @@ def report(first: date, last: date, at: datetime | None = None) -> Report:
     names = _unit_names(set(top) | set(funnel))
     line = lambda u: UnitLine(u, names.get(u, f"单元 {u}"), units[u])  # noqa: E731
     return Report(first, last, days, total, [line(u) for u in top], [line(u) for u in funnel], funnel_total)
+
+
+# -- today: a stored part, and the rows since ---------------------------------------
+
+SNAPSHOT_EVERY = timedelta(minutes=5)
+
+
+def _covered(row: DailyStat, start: datetime) -> datetime:
+    """How far a row of today reaches: rows stamped before this are in it
+    (SETTLE_MARGIN before it was counted, for transactions still committing)."""
+    return max(start, row.computed_at - SETTLE_MARGIN)
+
+
+def _today(day: date, at: datetime) -> tuple[DayFigures, dict[int, UnitFigures]]:
+    """Today's figures, exact: the stored part of today (counted again, by
+    adding the rows since, when older than SNAPSHOT_EVERY) plus the rows
+    stamped after it, counted live — a few minutes of rows, whatever the
+    size of the shop. Distinct visitors do not add up across parts: they
+    are counted over the whole day."""
+    start, end = _span(day, day)
+    row = db.session.get(DailyStat, day)
+    if row is None or at - row.computed_at >= SNAPSHOT_EVERY:
+        row = _snapshot_today(day, at)
+    figures = DayFigures(**{name: getattr(row, name) for name in DAY_FIELDS})
+    units = {r.unit_id: UnitFigures(**{name: getattr(r, name) for name in UNIT_FIELDS})
+             for r in db.session.scalars(select(DailyUnitStat).where(DailyUnitStat.day == day))}
+    live_days, live_units = compute(day, day, since=_covered(row, start))
+    figures.add(live_days[day])
+    for (_, unit_id), extra in live_units.items():
+        units.setdefault(unit_id, UnitFigures()).add(extra)
+    for unit_figures in units.values():
+        unit_figures.visitors = 0
+    for _, unit_id, visitors in _grouped(UnitVisit.at, start, end, func.count(UnitVisit.visitor.distinct()),
+                                         by_unit=UnitVisit.unit_id):
+        units.setdefault(unit_id, UnitFigures()).visitors = int(visitors)
+    return figures, units
+
+
+def _snapshot_today(day: date, at: datetime) -> DailyStat:
+    """Add today's rows stamped since the stored part to it, under the row's
+    lock (two pages at once add them once). Flushes; the caller commits."""
+    from models.base import insert_ignoring_conflict
+
+    start, _ = _span(day, day)
+    db.session.execute(insert_ignoring_conflict(DailyStat, {"day": day, "computed_at": start,
+                                                            **dict.fromkeys(DAY_FIELDS, 0)}, ["day"]))
+    row = db.session.scalars(select(DailyStat).where(DailyStat.day == day).with_for_update()
+                             .execution_options(populate_existing=True)).one()
+    since, until = _covered(row, start), at - SETTLE_MARGIN
+    if until <= since:
+        return row
+    days, units = compute(day, day, since=since, until=until)
+    for name in DAY_FIELDS:
+        setattr(row, name, getattr(row, name) + getattr(days[day], name))
+    row.computed_at = at
+    stored = {r.unit_id: r for r in db.session.scalars(
+        select(DailyUnitStat).where(DailyUnitStat.day == day).execution_options(populate_existing=True))}
+    for (_, unit_id), extra in units.items():
+        target = stored.get(unit_id)
+        if target is None:
+            target = DailyUnitStat(day=day, unit_id=unit_id, **dict.fromkeys(UNIT_FIELDS, 0))
+            db.session.add(target)
+        for name in UNIT_FIELDS:
+            setattr(target, name, getattr(target, name) + getattr(extra, name))
+    db.session.flush()
+    return row
 
 
 def _unit_names(ids: set[int]) -> dict[int, str]:
