@@ -19,22 +19,24 @@ alone would have been refused.
 
 Reading: each process keeps the values it read, with the revision they
 belong to and the next moment a scheduled version takes effect. Before
-using them it reads the revision (one row by primary key) at most once per
-request, or once per second outside requests (workers, the CLI): a change
-committed by another process is seen by its next request, by a worker
-within a second. The saving process forgets its copy when the save commits.
+using them it reads the revision (one row by primary key, in the caller's
+transaction) at most once per request, or once per second outside requests
+(workers, the CLI): a change committed by another process is seen by its
+next request, by a worker within a second — the price of not reading every
+version on every call of the webhook or the shop. The saving process
+forgets its copy when the save commits or rolls back.
 """
 from __future__ import annotations
 
 import logging
 import time
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any, Iterable, Mapping, Sequence
 
-from flask import current_app, g, has_app_context
+from flask import current_app, g, has_app_context, has_request_context
 from sqlalchemy import event, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -218,7 +220,6 @@ class _Snapshot:
     stamp: tuple                    # (revision, changed_at) it was read at
     sections: dict[str, Mapping[str, Any]]
     next_change: datetime | None    # when a scheduled version takes effect
-    checked_at: float = field(default=float("-inf"))
 
 
 def section(name: str) -> Mapping[str, Any]:
@@ -230,29 +231,37 @@ def section(name: str) -> Mapping[str, Any]:
 
 def _snapshot() -> _Snapshot:
     extensions = current_app.extensions
-    snap = extensions.get(_CACHE)
-    base, at = _toml(), now()
-    fresh = snap is not None and snap.base is base and (snap.next_change is None or at < snap.next_change)
-    if fresh and g.get(_CHECKED) is snap and time.monotonic() - snap.checked_at < CACHE_SECONDS:
+    snap, base = extensions.get(_CACHE), _toml()
+    usable = snap is not None and snap.base is base
+    checked = g.get(_CHECKED)
+    # Once per request; outside one (a worker, the CLI), once a second. The
+    # clock is asked only when a scheduled version is waiting: under a lock a
+    # caller should not be sent to read the sandbox clock for nothing.
+    if usable and checked is not None and checked[0] is snap and \
+            (has_request_context() or time.monotonic() - checked[1] < CACHE_SECONDS) and \
+            (snap.next_change is None or now() < snap.next_change):
         return snap
     try:
-        # A connection of its own: the caller's transaction is neither opened nor spoiled here.
-        with db.engine.connect() as conn:
-            row = conn.execute(select(RuleRevision.revision, RuleRevision.changed_at)
-                               .where(RuleRevision.id == 1)).one_or_none()
-            stamp = tuple(row) if row else (0, None)
-            if not (fresh and snap.stamp == stamp):
-                versions = conn.execute(select(RuleVersion.key, RuleVersion.value, RuleVersion.effective_from,
-                                               RuleVersion.revision)
-                                        .where(RuleVersion.cancelled_at.is_(None))).all()
-                snap = _Snapshot(base, stamp, _overlay(base, values_at(versions, at)), _next_change(versions, at))
-                extensions[_CACHE] = snap
-    except SQLAlchemyError as exc:  # e.g. before `flask db upgrade` made the tables: the TOML's values
-        log.debug("rule versions unreadable (%s): the configuration's values", type(exc).__name__)
-        snap = _Snapshot(base, (None, None), {name: base[name] for name in SECTIONS}, None)
-        extensions[_CACHE] = snap
-    snap.checked_at = time.monotonic()
-    setattr(g, _CHECKED, snap)
+        # In the caller's session, not a connection of its own: a request
+        # holding a lock while it waits for a second connection from a full
+        # pool would wait for ever.
+        row = db.session.execute(select(RuleRevision.revision, RuleRevision.changed_at)
+                                 .where(RuleRevision.id == 1)).one_or_none()
+        stamp = tuple(row) if row else (0, None)
+        if not (usable and snap.stamp == stamp and (snap.next_change is None or now() < snap.next_change)):
+            at = now()
+            versions = db.session.execute(select(RuleVersion.key, RuleVersion.value, RuleVersion.effective_from,
+                                                 RuleVersion.revision)
+                                          .where(RuleVersion.cancelled_at.is_(None))).all()
+            snap = _Snapshot(base, stamp, _overlay(base, values_at(versions, at)), _next_change(versions, at))
+            extensions[_CACHE] = snap
+    except SQLAlchemyError as exc:  # e.g. before `flask db upgrade` made the tables
+        log.warning("rule versions unreadable (%s): the last values read, else the configuration's",
+                    type(exc).__name__)
+        if usable:
+            return snap
+        return _Snapshot(base, (None, None), {name: base[name] for name in SECTIONS}, None)
+    setattr(g, _CHECKED, (snap, time.monotonic()))
     return snap
 
 
@@ -271,6 +280,13 @@ def forget() -> None:
 
 @event.listens_for(Session, "after_commit")
 def _forget_after_commit(session) -> None:
+    if session.info.pop(_DIRTY, False):
+        forget()
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_after_rollback(session) -> None:
+    # What this transaction read of its own change (never committed) is not kept either.
     if session.info.pop(_DIRTY, False):
         forget()
 
