@@ -4,6 +4,7 @@ records, never by mocking our code."""
 from __future__ import annotations
 
 import re
+import threading
 from datetime import timedelta
 from html import unescape
 
@@ -12,7 +13,7 @@ import requests
 from sqlalchemy import func, select
 
 from admin_helpers import make_staff, post, staff_browser  # noqa: F401
-from conftest import free_port, second_product
+from conftest import free_port, needs_postgres, second_product
 from handlers import audit, catalogue, orders, outbox, payments
 from handlers import reconcile as rc
 from handlers import staff as staff_rules
@@ -24,6 +25,7 @@ from pay.wechatpay import WeChatPayGateway
 from sandbox import alipay as sandbox_ali
 from sandbox import wechatpay as sandbox_wx
 from distribution_helpers import make_user
+from test_transfer import rich  # noqa: F401  (a distributor with money to withdraw)
 
 RECEIVER = ("张三", "13800138000", "上海市徐汇区漕溪北路 1 号")
 
@@ -419,3 +421,59 @@ def test_permissions_and_roles(app, staff_browser, base):
     assert db.session.scalar(select(ReconcileDay.runs).where(ReconcileDay.channel == "wechatpay")) == 2
     runs = db.session.scalars(select(AuditEntry).where(AuditEntry.action == "reconcile.run")).all()
     assert len(runs) == 4 and all(e.staff_id for e in runs)
+
+
+# -- transfers ------------------------------------------------------------------------------------------
+
+def test_transfers_are_compared_with_the_transfer_query(app, rich, jobs, settings):
+    from test_transfer import ask, bill_of, transfer  # noqa: F811
+
+    d = rich(100000)
+    agreed, confirmed, vanished = (transfer(app, jobs, ask(d, 1000 + i).id) for i in range(3))
+    assert agreed.status == "transferring" and agreed.transfer_created_at is not None
+    runs = run_today(["wechatpay"])
+    assert runs["wechatpay"].state == "clean" and runs["wechatpay"].local_rows == 3
+    # The payee confirmed, the notification never came: state differs. An amount changed; a bill lost.
+    bill = bill_of(settings, confirmed)
+    bill.update(state="SUCCESS", amount=bill["amount"] + 1)
+    sandbox_wx.save_bill(bill)
+    sandbox_wx.redis_store.conn.delete(sandbox_wx._bill_key(mchid(settings), vanished.out_bill_no))
+    run_today(["wechatpay"])
+    assert differences() == {("wechatpay", "transfer", confirmed.out_bill_no, "state"),
+                             ("wechatpay", "transfer", confirmed.out_bill_no, "amount"),
+                             ("wechatpay", "transfer", vanished.out_bill_no, "local_only")}
+    state = db.session.scalars(select(ReconcileDifference).where(ReconcileDifference.problem == "state")).one()
+    assert (state.gateway_state, state.local_state) == ("SUCCESS", "transferring")
+
+
+# -- at once ---------------------------------------------------------------------------------------------
+
+@needs_postgres
+def test_reruns_at_once_make_one_set_of_differences(app, shop, settings):
+    m = mchid(settings)
+    for price in (1000, 2000):
+        sandbox_wx.redis_store.conn.delete(sandbox_wx._trade_key(m, shop.wx_paid(price)))
+    db.session.rollback()
+    barrier, failures = threading.Barrier(4), []
+
+    def one() -> None:
+        with app.app_context():
+            try:
+                barrier.wait(timeout=30)
+                rc.run_day(rc.today(), actor=SYSTEM, channels=["wechatpay"])
+                outbox.commit()
+            except Exception as exc:  # noqa: BLE001 - reported below
+                failures.append(exc)
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=one) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+    db.session.rollback()
+    assert db.session.scalar(select(func.count()).select_from(ReconcileDifference)) == 2
+    day = db.session.scalars(select(ReconcileDay)).one()
+    assert (day.runs, day.differences, day.state) == (4, 2, "differences")
