@@ -89,10 +89,10 @@ def _batched(table, rows: list[dict], size: int = 5000) -> None:
     db.session.commit()
 
 
-def seed(n_distributors: int, n_payments: int, rng: random.Random) -> list[int]:
+def seed(n_distributors: int, n_payments: int, rng: random.Random) -> None:
     """Users, distributors, units, orders, payments and refunds as bulk
     inserts (what that many applications and checkouts would have left).
-    Returns the unit ids."""
+    """
     from sqlalchemy import text
 
     from handlers.clock import now
@@ -148,7 +148,6 @@ def seed(n_distributors: int, n_payments: int, rng: random.Random) -> list[int]:
         for table in ("users", "distributors", "units", "orders", "payments", "refunds"):
             conn.execute(text(f"VACUUM ANALYZE {table}"))
     log(f"{n_payments} paid orders and {len(refunds)} refunds inserted in {time.perf_counter() - t0:.1f}s")
-    return unit_ids
 
 
 def log_in(client, user_id: int) -> None:
@@ -186,10 +185,12 @@ def main() -> None:
     parser.add_argument("--distributors", type=int, default=100_000)
     parser.add_argument("--payments", type=int, default=300_000)
     parser.add_argument("--repeat", type=int, default=200)
+    parser.add_argument("--reuse", action="store_true", help="measure the database of the last run again")
     args = parser.parse_args()
     if args.redis_url.rstrip("/").endswith("/0"):
         raise SystemExit("refusing to FLUSHDB Redis database 0: give another --redis-url")
-    recreate_database(args.database_url)
+    if not args.reuse:
+        recreate_database(args.database_url)
     app = make_app(args.database_url, args.redis_url)
     rng = random.Random(11)
     with app.app_context():
@@ -203,7 +204,8 @@ def main() -> None:
         logging.disable(logging.WARNING)
         upgrade()
         redis_store.conn.flushdb()
-        unit_ids = seed(args.distributors, args.payments, rng)
+        if not args.reuse:
+            seed(args.distributors, args.payments, rng)
         t0 = time.perf_counter()
         counts = leaderboard.rebuild()
         log(f"rebuilt {len(counts)} keys from SQL in {time.perf_counter() - t0:.1f}s "

@@ -5,7 +5,6 @@ from __future__ import annotations
 from flask import render_template, request
 
 from handlers import leaderboard as ranking
-from handlers import referrals
 
 from . import bp
 from .auth import current_user, login_required
@@ -20,7 +19,7 @@ def leaderboard():
     if period not in ranking.PERIODS:
         period = DEFAULT_PERIOD  # an old or mistyped link still shows a board
     user = current_user()
-    distributor = referrals.distributor_of(user.id)
+    distributor = ranking.distributor_of(user.id)
     unit_id = distributor.unit.id if distributor and distributor.unit else None
     board = ranking.board(period, unit_id)
     return render_template("leaderboard.html", board=board, periods=ranking.PERIODS, period=period,
