@@ -12,6 +12,7 @@ from handlers import applications as decisions
 
 from . import bp
 from .auth import actor, is_htmx, requires
+from .exports import button as export_button
 from .support import PAGE_SIZE, before_arg, done, keyset, run
 
 LIST = "admin/applications.html"
@@ -46,7 +47,8 @@ def applications():
     cursor_name = "after" if filters.order == "oldest" else "before"
     return render_template(LIST, rows=rows, filters=filters, next_cursor=next_cursor, cursor_name=cursor_name,
                            paged=bool(request.args.get("before") or request.args.get("after")),
-                           statuses=queue.STATUSES, orders=queue.ORDERS, here=request.full_path, **_common())
+                           statuses=queue.STATUSES, orders=queue.ORDERS, here=request.full_path,
+                           export=export_button("applications", filters.args()), **_common())
 
 
 @bp.get("/applications/<id:application_id>")

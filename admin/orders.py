@@ -13,6 +13,7 @@ from models.order import STATUS_TEXT
 
 from . import bp
 from .auth import actor, requires
+from .exports import button as export_button
 from .support import PAGE_SIZE, before_arg, done, keyset, run
 
 OTHER = "其他"
@@ -29,7 +30,7 @@ def orders():
     return render_template("admin/orders.html", rows=rows, next_before=next_before, args=args, filters=filters,
                            statuses=[(s.value, STATUS_TEXT[s]) for s in OrderStatus],
                            date_fields=order_search.DATE_FIELDS, channels=order_story.CHANNELS,
-                           status_tags=order_story.STATUS_TAGS,
+                           status_tags=order_story.STATUS_TAGS, export=export_button("orders", filters.given),
                            status_text={s.value: text for s, text in STATUS_TEXT.items()},
                            # one url_for, not fifty: each row appends its number
                            detail_url=url_for("admin.order", order_no="0").removesuffix("0"))

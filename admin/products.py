@@ -15,6 +15,7 @@ from handlers.money import to_fen, yuan
 
 from . import bp
 from .auth import actor, can, requires
+from .exports import button as export_button
 from .support import before_arg, done, filter_args, keyset, run
 
 # The product form carries pictures: up to 10 MB in all there, the app's 2 MB elsewhere.
@@ -52,7 +53,8 @@ def products():
                                                       before_id=before_arg()))
     return render_template("admin/products.html", products=rows, next_before=next_before, args=args,
                            sold=catalogue.sold_counts([p.id for p in rows]), rules=_rules(),
-                           percent=catalogue.percent)
+                           percent=catalogue.percent,
+                           export=export_button("products", {k: v for k, v in args.items() if k != "before"}))
 
 
 def _row(product, message: str):

@@ -16,6 +16,7 @@ from handlers.clock import now
 
 from . import bp
 from .auth import actor, is_htmx, requires
+from .exports import button as export_button
 from .support import before_arg, done, filter_args, keyset, run
 
 BODY = "admin/withdrawal_body.html"
@@ -63,7 +64,8 @@ def withdrawals():
     rows, next_before = keyset(found.rows)
     return render_template("admin/withdrawals.html", **_context(
         found=found, rows=rows, next_before=next_before, args=args, filter_states=rules.FILTER_STATES,
-        threshold=rules.dual_approval_fen()))
+        threshold=rules.dual_approval_fen(),
+        export=export_button("withdrawals", {k: v for k, v in args.items() if k != "before"})))
 
 
 @bp.get("/withdrawals/<id:withdrawal_id>")

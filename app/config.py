@@ -177,6 +177,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "idle_minutes": Key(120, int, _range(5, 24 * 60)),
         # Where uploaded product pictures are kept; empty: var/media beside the database.
         "media_dir": Key("", str),
+        # Where large CSV exports are written for download; empty: var/exports beside the database.
+        "exports_dir": Key("", str),
     },
     "queue": {
         "name": Key("fenxiao", str, _nonempty),

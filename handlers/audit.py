@@ -10,17 +10,18 @@ from __future__ import annotations
 import getpass
 import json
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Iterable
+from datetime import date, datetime, timedelta
+from typing import Any, Iterable, Mapping
 
 from sqlalchemy import select
 
 from models import AuditEntry, db
 
-from .clock import now
-from .errors import NotFound
+from .clock import CHINA, now
+from .errors import DomainError, NotFound
 
 MAX_REASON = 500
+FILTERS = ("actor", "action", "target_type", "target_id", "since", "until")  # the log page's query arguments
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,26 @@ def entries(*, action: str | None = None, actor: str | None = None, target_type:
     if before_id:
         query = query.where(AuditEntry.id < before_id)
     return list(db.session.scalars(query))
+
+
+def _day(value: str, label: str) -> datetime | None:
+    """A date typed in China time (YYYY-MM-DD) as the UTC moment its day starts."""
+    if not value:
+        return None
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        raise DomainError(f"{label}的格式应为 年-月-日，例如 2026-12-01") from None
+    return datetime(day.year, day.month, day.day, tzinfo=CHINA)
+
+
+def search(given: Mapping[str, str], before_id: int | None = None, limit: int = 50) -> list[AuditEntry]:
+    """The log page's filters (``FILTERS``, already stripped; China days, the
+    end day included) as ``entries``: the page and its export share this."""
+    since, until = _day(given.get("since", ""), "开始日期"), _day(given.get("until", ""), "结束日期")
+    return entries(actor=given.get("actor"), action=given.get("action"), target_type=given.get("target_type"),
+                   target_id=given.get("target_id"), since=since, until=until + timedelta(days=1) if until else None,
+                   before_id=before_id, limit=limit)
 
 
 def get_entry(entry_id: int) -> AuditEntry:

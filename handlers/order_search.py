@@ -24,6 +24,8 @@ from .orders import ORDER_NO
 MOBILE_DIGITS = re.compile(r"^1[0-9]{10}$")
 DATE_FIELDS = {"created": "下单时间", "paid": "付款时间"}
 MAX_DISTRIBUTORS = 50  # a name that matches more is too vague to list orders by
+# The query arguments the list reads (its page and its export).
+FIELDS = ("status", "date_field", "since", "until", "unit", "distributor", "phone", "order_no")
 
 
 @dataclass(frozen=True)
@@ -63,8 +65,7 @@ def _day(value: str, label: str) -> date | None:
 
 def parse_filters(args: Mapping[str, str]) -> OrderFilters:
     """The list's query string, checked: a bad value is a clear message, not an empty list."""
-    given = {k: (args.get(k) or "").strip()[:64] for k in
-             ("status", "date_field", "since", "until", "unit", "distributor", "phone", "order_no")}
+    given = {k: (args.get(k) or "").strip()[:64] for k in FIELDS}
     given = {k: v for k, v in given.items() if v}
     status = given.get("status", "")
     if status and status not in {s.value for s in OrderStatus}:

@@ -3,6 +3,7 @@ from .application import APPLICATION_STATES, Application, ApplicationStatus
 from .audit import AuditEntry
 from .base import Base, db, utcnow
 from .distributor import Distributor, DistributorStatus, QRStatus, Unit
+from .exports import Export, ExportState  # noqa: F401  (handlers.exports)
 from .h5_session import H5Session  # noqa: F401  (a table of the H5 transport)
 from .leaderboard import FROZEN_DISTRIBUTORS, PAYMENTS_BY_TIME  # noqa: F401  (indexes of handlers.leaderboard)
 from .ledger import (COMMISSION_STATES, WITHDRAWAL_STATES, Balance, CommissionKind, CommissionRow,

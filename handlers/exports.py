@@ -1,0 +1,398 @@
+"""Exports (admin 导出): every list as CSV, with the list's own filters and
+query, all pages of it in the list's order.
+
+A list registers once (``register``): its name, the permission that shows
+the list, the filter names its page reads, Chinese column headers and a
+function from the filters to the rows (it checks the filters at once, a
+DomainError for bad input, and returns an iterable of cell sequences).
+
+An export of up to ``STREAM_LIMIT`` rows is answered at once; a larger one
+is an ``Export`` row written to a file under ``[admin] exports_dir`` by a
+background job (after the commit, as handlers.outbox does), listed on the
+asker's download page and removed after ``KEEP`` (``expire``). The list
+page's form carries a one-time ``request_key``: a double click finds the
+first export again instead of starting a second job. Every export and every
+download of a file is audited.
+
+The CSV is UTF-8 with a BOM (Excel then reads Chinese), every cell quoted,
+and a cell beginning with = + - @, a tab or a carriage return gets a leading
+single quote so a spreadsheet shows it as text instead of running it
+(OWASP's advice on CSV injection).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+
+from flask import current_app
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from models import Export, ExportState, db
+from models.order import STATUS_TEXT
+
+from . import audit, outbox, settings
+from . import staff as staff_rules
+from .clock import CHINA, now
+from .errors import DomainError, Forbidden, NotFound
+
+BOM = "\ufeff"
+STREAM_LIMIT = 5000           # more rows than this become a background job
+BATCH = 500                   # rows read per query while exporting
+KEEP = timedelta(days=7)      # a file is removed this long after it was written
+DANGEROUS = ("=", "+", "-", "@", "\t", "\r")
+KEY = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+QUEUED, DONE, FAILED, EXPIRED = (s.value for s in ExportState)
+STATE_NAMES = {QUEUED: ("生成中", "warning"), DONE: ("可下载", "success"), FAILED: ("失败", "danger"),
+               EXPIRED: ("已过期", "info")}
+
+Rows = Callable[[Mapping[str, str]], Iterable[Sequence[Any]]]
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    title: str                 # the list's Chinese name, in file names and on the download page
+    permission: str            # who may see the list may export it (with the ``exports`` permission)
+    fields: tuple[str, ...]    # the query arguments the list page filters by
+    headers: tuple[str, ...]
+    rows: Rows
+
+
+SOURCES: dict[str, Source] = {}
+
+
+def register(name: str, *, title: str, permission: str, fields: Sequence[str], headers: Sequence[str],
+             rows: Rows) -> Source:
+    """Make a list exportable; called once at import by the module that owns the list."""
+    if permission not in staff_rules.PERMISSIONS:
+        raise KeyError(f"unknown permission {permission!r}")
+    source = Source(name, title, permission, tuple(fields), tuple(headers), rows)
+    SOURCES[name] = source
+    return source
+
+
+def new_request_key() -> str:
+    """The export form's one-time key (``export``'s ``request_key``)."""
+    return secrets.token_urlsafe(16)
+
+
+# -- the CSV --------------------------------------------------------------------------
+
+def inert(value: Any) -> str:
+    """A cell as text a spreadsheet shows and never runs."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(DANGEROUS) else text
+
+
+def lines(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> Iterator[str]:
+    """The CSV as chunks of text: the BOM and the header, then rows a batch at a time."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, quoting=csv.QUOTE_ALL)
+    writer.writerow([inert(h) for h in headers])
+    yield BOM + buffer.getvalue()
+    for batch in _batched(rows):
+        buffer.seek(0)
+        buffer.truncate()
+        writer.writerows([inert(cell) for cell in row] for row in batch)
+        yield buffer.getvalue()
+
+
+def _batched(rows: Iterable[Sequence[Any]]) -> Iterator[list[Sequence[Any]]]:
+    it = iter(rows)
+    while batch := list(itertools.islice(it, BATCH)):
+        yield batch
+
+
+def file_name(source: Source, at: datetime) -> str:
+    return f"{source.title}-{at.astimezone(CHINA):%Y%m%d-%H%M}.csv"
+
+
+# -- asking for an export ----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Small:
+    """An export answered at once: its rows are already read."""
+
+    source: Source
+    rows: list[Sequence[Any]]
+    file_name: str
+
+
+def source_of(name: str, role: str) -> Source:
+    source = SOURCES.get(name or "")
+    if source is None:
+        raise NotFound("没有这个可导出的列表")
+    if not (staff_rules.may(role, "exports") and staff_rules.may(role, source.permission)):
+        raise Forbidden("你的角色不能导出这个列表")
+    return source
+
+
+def given(source: Source, args: Mapping[str, str]) -> dict[str, str]:
+    """The list's filters from a form or query string, stripped, empty ones left out (as the page reads them)."""
+    out = {}
+    for name in source.fields:
+        value = args.get(name) or ""
+        value = value.strip()[:64] if isinstance(value, str) else ""
+        if value:
+            out[name] = value
+    return out
+
+
+def export(name: str, args: Mapping[str, str], actor: audit.Actor, request_key: str = "",
+           at: datetime | None = None) -> Small | Export:
+    """Export list ``name`` with the filters in ``args``: a Small one to send
+    at once, or the Export whose job writes the file after the caller commits."""
+    at = at or now()
+    source = source_of(name, actor.role)
+    if not KEY.match(request_key or ""):
+        raise DomainError("导出请求已失效，请刷新页面后再导出")
+    earlier = db.session.scalars(select(Export).where(Export.request_key == request_key)).one_or_none()
+    if earlier is not None:
+        return _same_asker(earlier, actor)
+    filters = given(source, args)
+    found = iter(source.rows(filters))  # bad filters are refused here, before anything is written
+    first = list(itertools.islice(found, STREAM_LIMIT + 1))
+    if len(first) <= STREAM_LIMIT:
+        audit.record(actor, "export.download", "export", name, after={"list": name, "filters": filters,
+                                                                      "rows": len(first)}, at=at)
+        return Small(source, first, file_name(source, at))
+    expire(at)
+    job = Export(request_key=request_key, staff_id=actor.staff_id, source=name, filters=filters, state=QUEUED,
+                 created_at=at, file_name=file_name(source, at))
+    try:
+        with db.session.begin_nested():
+            db.session.add(job)
+    except IntegrityError:  # the other click of a double click won
+        return _same_asker(db.session.scalars(select(Export).where(Export.request_key == request_key)).one(),
+                           actor)
+    audit.record(actor, "export.create", "export", job.id, after={"list": name, "filters": filters}, at=at)
+    outbox.after_commit("handlers.exports.build", job.id, job_id=f"export-{job.id}")
+    return job
+
+
+def _same_asker(job: Export, actor: audit.Actor) -> Export:
+    if job.staff_id != actor.staff_id:
+        raise DomainError("导出请求已失效，请刷新页面后再导出")
+    return job
+
+
+# -- the background job -----------------------------------------------------------------
+
+def exports_dir() -> Path:
+    """``[admin] exports_dir``, else ``<instance path>/exports`` (var/exports)."""
+    configured = settings.section("admin")["exports_dir"]
+    return Path(configured) if configured else Path(current_app.instance_path) / "exports"
+
+
+@outbox.job
+def build(export_id: int) -> None:
+    """Write one queued export's file (once: a done or failed one is left alone)."""
+    job = db.session.scalars(select(Export).where(Export.id == export_id).with_for_update()).one_or_none()
+    if job is None or job.state != QUEUED:
+        return
+    source, folder = SOURCES.get(job.source), exports_dir()
+    stored = f"{job.id}-{secrets.token_hex(8)}.csv"
+    part = folder / (stored + ".part")
+    try:
+        if source is None:
+            raise DomainError("这个列表已不能导出")
+        folder.mkdir(parents=True, exist_ok=True)
+        counted = _Counted(source.rows(job.filters or {}))
+        with open(part, "w", encoding="utf-8", newline="") as out:
+            for chunk in lines(source.headers, counted):
+                out.write(chunk)
+        part.replace(folder / stored)
+    except (DomainError, OSError) as exc:
+        part.unlink(missing_ok=True)
+        job.state, job.message, job.finished_at = FAILED, str(exc)[:500], now()
+        outbox.note_error(f"export {export_id}: {exc}")
+        return
+    job.state, job.rows, job.size, job.stored = DONE, counted.n, (folder / stored).stat().st_size, stored
+    job.finished_at = now()
+    job.expires_at = job.finished_at + KEEP
+
+
+class _Counted:
+    def __init__(self, rows: Iterable[Sequence[Any]]):
+        self.rows, self.n = rows, 0
+
+    def __iter__(self):
+        for row in self.rows:
+            self.n += 1
+            yield row
+
+
+def expire(at: datetime | None = None) -> int:
+    """Remove the files older than ``KEEP``; their rows stay, as expired."""
+    at = at or now()
+    old = list(db.session.scalars(select(Export).where(Export.state.in_([DONE, FAILED]), Export.expires_at < at)
+                                  .limit(500)))
+    for job in old:
+        if job.stored:
+            (exports_dir() / job.stored).unlink(missing_ok=True)
+        job.state = EXPIRED
+    db.session.flush()
+    return len(old)
+
+
+@outbox.job
+def expire_job() -> int:
+    """For a nightly schedule: ``expire`` in its own transaction."""
+    return expire()
+
+
+# -- the download page -------------------------------------------------------------------
+
+def mine(actor: audit.Actor, limit: int = 50) -> list[Export]:
+    """The staff member's exports, newest first."""
+    return list(db.session.scalars(select(Export).where(Export.staff_id == actor.staff_id)
+                                   .order_by(Export.id.desc()).limit(limit)))
+
+
+def get_mine(export_id: int, actor: audit.Actor) -> Export:
+    job = db.session.get(Export, export_id)
+    if job is None or job.staff_id != actor.staff_id:  # another's export is as good as absent
+        raise NotFound("没有这个导出")
+    return job
+
+
+def download(export_id: int, actor: audit.Actor, at: datetime | None = None) -> tuple[Path, str]:
+    """The file of one's own finished export and its download name; audited."""
+    at = at or now()
+    job = get_mine(export_id, actor)
+    source_of(job.source, actor.role)  # a role changed since is refused
+    if job.state == QUEUED:
+        raise DomainError("文件还在生成，请稍后再下载")
+    if job.state == FAILED:
+        raise DomainError(f"导出失败：{job.message}")
+    path = exports_dir() / job.stored
+    if job.state == EXPIRED or (job.expires_at and job.expires_at < at) or not path.is_file():
+        raise DomainError(f"文件已过期（保留 {KEEP.days} 天），请重新导出")
+    audit.record(actor, "export.download", "export", job.id, after={"list": job.source, "rows": job.rows}, at=at)
+    return path, job.file_name
+
+
+def title_of(name: str) -> str:
+    source = SOURCES.get(name)
+    return source.title if source else name
+
+
+# -- the lists ---------------------------------------------------------------------------
+
+def _when(value: datetime | None) -> str:
+    return value.astimezone(CHINA).strftime("%Y-%m-%d %H:%M:%S") if value else ""
+
+
+def _pages(fetch: Callable[[int | None, int], Sequence[Any]]) -> Iterator[Any]:
+    """Every row of a keyset-paged list: ``fetch(cursor, limit)`` returns up
+    to ``limit + 1`` rows from ``cursor`` on (as the page asks), each with an ``id``."""
+    cursor = None
+    while True:
+        rows = list(fetch(cursor, BATCH))
+        yield from rows[:BATCH]
+        if len(rows) <= BATCH:
+            return
+        cursor = rows[BATCH - 1].id
+
+
+def _registered() -> None:
+    from . import application_queue, catalogue, order_search, order_story, withdrawals
+    from .money import yuan
+
+    def applications(filters: Mapping[str, str]) -> Iterator[Sequence[Any]]:
+        chosen = application_queue.parse_filters(filters)
+        newest = chosen.order != "oldest"
+        fetch = (lambda cursor, limit: application_queue.list_queue(
+            chosen, before=cursor if newest else None, after=None if newest else cursor, limit=limit))
+
+        def rows():
+            for r in _pages(fetch):
+                a = r.application
+                yield (a.id, a.real_name, a.mobile, r.user.display_name,
+                       r.inviter.real_name if r.inviter else "", r.source_name, r.first_contact_name,
+                       _when(a.created_at), r.age, r.status_name, a.decided_by or "", _when(a.decided_at),
+                       a.reject_reason or "")
+        return rows()
+
+    register("applications", title="分销申请", permission="applications.view",
+             fields=("status", "q", "date_from", "date_to", "order"),
+             headers=("编号", "姓名", "手机号", "微信昵称", "邀请人", "来源", "首次接触", "申请时间", "等待时长",
+                      "状态", "处理人", "处理时间", "驳回理由"), rows=applications)
+
+    def withdrawal_rows(filters: Mapping[str, str]) -> Iterator[Sequence[Any]]:
+        withdrawals.listing(dict(filters), None, 0)  # the filters checked now, not at the first row
+
+        def rows():
+            for r in _pages(lambda cursor, limit: withdrawals.listing(dict(filters), cursor, limit).rows):
+                w, d = r.withdrawal, r.distributor
+                yield (w.id, d.real_name, d.mobile, yuan(w.amount_fen), yuan(w.fee_fen), yuan(w.net_fen),
+                       WITHDRAWAL_STATES.get(w.status, w.status), withdrawals.METHOD_NAMES.get(w.method or "", w.method or ""),
+                       _when(w.requested_at))
+        return rows()
+
+    register("withdrawals", title="提现", permission="withdrawals.view", fields=("state", "q", "from", "to"),
+             headers=("编号", "分销商", "手机号", "提现金额（元）", "手续费（元）", "实付（元）", "状态", "打款方式",
+                      "申请时间"), rows=withdrawal_rows)
+
+    def orders(filters: Mapping[str, str]) -> Iterator[Sequence[Any]]:
+        chosen = order_search.parse_filters(filters)
+
+        def rows():
+            for r in _pages(lambda cursor, limit: order_search.search(chosen, before=cursor, limit=limit + 1)):
+                o = r.order
+                yield (o.order_no, _when(o.created_at), _when(o.paid_at), o.receiver_name, o.receiver_mobile,
+                       r.items, yuan(o.total_fen), ORDER_STATES.get(o.status, o.status), r.unit_name,
+                       r.distributor_name or "", order_story.CHANNELS.get(o.pay_channel, "") if o.pay_channel else "")
+        return rows()
+
+    register("orders", title="订单", permission="orders.view", fields=order_search.FIELDS,
+             headers=("订单号", "下单时间", "付款时间", "收货人", "手机号", "商品", "金额（元）", "状态", "店铺",
+                      "分销商", "支付方式"), rows=orders)
+
+    def products(filters: Mapping[str, str]) -> Iterator[Sequence[Any]]:
+        rules = settings.section("distribution")
+
+        def rate(own: int | None, default: int) -> str:
+            return catalogue.percent(default if own is None else own) + ("（默认）" if own is None else "")
+
+        def rows():
+            fetch = (lambda cursor, limit: catalogue.products_page(shelf=filters.get("shelf"), search=filters.get("q"),
+                                                                   before_id=cursor, limit=limit))
+            for batch in _batched(_pages(fetch)):
+                sold = catalogue.sold_counts([p.id for p in batch])
+                for p in batch:
+                    yield (p.id, p.name, yuan(p.price_fen), p.stock, sold.get(p.id, 0),
+                           "上架" if p.on_sale else "下架", p.sort_order,
+                           rate(p.level1_rate_bp, rules["level1_rate_bp"]),
+                           rate(p.level2_rate_bp, rules["level2_rate_bp"]))
+        return rows()
+
+    register("products", title="商品", permission="products.view", fields=("shelf", "q"),
+             headers=("编号", "名称", "价格（元）", "库存", "已售", "状态", "排序", "一级佣金", "二级佣金"),
+             rows=products)
+
+    def audit_rows(filters: Mapping[str, str]) -> Iterator[Sequence[Any]]:
+        audit.search(filters, limit=0)  # the dates checked now
+
+        def rows():
+            for e in _pages(lambda cursor, limit: audit.search(filters, before_id=cursor, limit=limit + 1)):
+                yield (e.id, _when(e.at), e.actor, e.action, e.target_type, e.target_id, e.reason, e.ip)
+        return rows()
+
+    register("audit", title="操作日志", permission="audit.view", fields=audit.FILTERS,
+             headers=("编号", "时间", "操作人", "操作", "对象类型", "对象编号", "原因", "IP"), rows=audit_rows)
+
+
+WITHDRAWAL_STATES = {"requested": "待处理", "transferring": "转账中", "paid": "已打款", "rejected": "已驳回",
+                     "failed": "转账未成功"}  # as admin/withdrawals.py STATUS_NAMES
+ORDER_STATES = {status.value: text for status, text in STATUS_TEXT.items()}
+
+_registered()
