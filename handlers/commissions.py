@@ -45,8 +45,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 
-from models import (COMMISSION_STATES, Balance, CommissionKind, CommissionRow, CommissionState, Distributor, Order,
-                    OrderLine, db)
+from models import (COMMISSION_STATES, Balance, CommissionKind, CommissionRow, CommissionState, Distributor,
+                    DistributorStatus, Order, OrderLine, db)
 from models.base import insert_ignoring_conflict
 
 from . import notifications, outbox, settings
@@ -100,7 +100,9 @@ def post_for_order(order: Order, at: datetime | None = None) -> list[CommissionR
         earners.append((2, order.parent_distributor_id))
     posted = []
     for level, distributor_id in earners:
-        if not db.session.get(Distributor, distributor_id).is_active:
+        # Read from the database, not the session: a freeze committed a moment ago counts.
+        if db.session.scalar(select(Distributor.status).where(Distributor.id == distributor_id)) \
+                != DistributorStatus.ACTIVE.value:
             continue
         rows = []
         for line in order.lines:

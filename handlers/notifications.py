@@ -19,7 +19,9 @@ time3 · order_paid: character_string1 (order no.), amount2 (paid), thing3
 (carrier), character_string3 (tracking no.), time4 · order_refunded:
 character_string1 (order no.), amount2 (refunded), thing3 (reason), time4 ·
 commission_clawed_back: character_string1 (order no.), amount2 (taken
-back), time3. Since 2023 WeChat ignores ``first`` and ``remark``.
+back), time3 · distributor_frozen: thing1 (reason), time2 ·
+distributor_unfrozen: thing1 (reason), time2. Since 2023 WeChat ignores
+``first`` and ``remark``.
 
 The buyer hears about their own order (paid, shipped, refunded) only when
 they are a WeChat user; a guest outside WeChat has no account to notify and
@@ -49,7 +51,7 @@ def notify(user: User, kind: NotificationKind, event_key: str, title: str, body:
         "user_id": user.id, "kind": kind.value, "event_key": event_key[:96], "title": title[:64],
         "body": body[:500], "url": url, "created_at": at,
     }, ["event_key"]).returning(Notification.id)).one_or_none()
-    template_id = settings.section("templates")[kind.value]
+    template_id = settings.section("templates").get(kind.value, "")
     if notification_id is not None and template_id:
         data = {**template, "time": at.astimezone(CHINA).strftime("%Y-%m-%d %H:%M")}
         outbox.after_commit("wxbot.jobs.send_template", user.openid, template_id, data, url, notification_id,
@@ -118,6 +120,25 @@ def withdrawal_decided(withdrawal: Withdrawal, paid: bool, at: datetime | None =
                f"¥{yuan(withdrawal.amount_fen)} 已退回可提现余额。原因：{withdrawal.reason or '转账未完成'}",
                "withdraw", {"amount1": yuan(withdrawal.amount_fen), "thing2": (withdrawal.reason or "转账未完成")[:20]},
                at)
+
+
+def distributor_status_changed(distributor: Distributor, frozen: bool, reason: str, event_id: int,
+                               at: datetime | None = None) -> None:
+    """A freeze or an unfreeze (``event_id``: its audit row). Without a
+    template id for it, the WeChat message is a customer-service text,
+    which WeChat delivers only within 48 hours of the user's last message."""
+    if frozen:
+        kind, title = K.DISTRIBUTOR_FROZEN, "分销资格已冻结"
+        body = f"原因：{reason}。冻结期间新订单不产生佣金，也不能提现；已有佣金保留。如有疑问请联系商家"
+    else:
+        kind, title = K.DISTRIBUTOR_UNFROZEN, "分销资格已恢复"
+        body = f"商家已恢复你的分销资格（{reason}），新订单起照常计算佣金，可以提现"
+    user = distributor.user
+    new = notify(user, kind, f"distributor:{distributor.id}:{kind.value}:{event_id}", title, body, "center",
+                 {"thing1": reason[:20]}, at)
+    if new and not settings.section("templates").get(kind.value) and user.is_subscribed:
+        outbox.after_commit("wxbot.jobs.send_text", user.openid, f"{title}：{body}",
+                            job_id=f"text-distributor-{distributor.id}-{event_id}")
 
 
 def _buyer(order: Order) -> User | None:

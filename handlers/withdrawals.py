@@ -36,7 +36,8 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 
-from models import WITHDRAWAL_STATES, AuditEntry, Balance, Distributor, Withdrawal, WithdrawalStatus, db
+from models import (WITHDRAWAL_STATES, AuditEntry, Balance, Distributor, DistributorStatus, Withdrawal,
+                    WithdrawalStatus, db)
 
 from . import audit, notifications, outbox, settings
 from .audit import Actor
@@ -85,6 +86,8 @@ def request_withdrawal(distributor: Distributor, amount_fen: int, request_key: s
     if not distributor.is_active:
         raise Conflict("你的分销资格已被冻结，暂不能提现，请联系商家")
     balance = balance_for_update(distributor.id)  # one request per distributor at a time from here
+    if _frozen(distributor.id):  # a freeze changes the status holding this lock: read it again now
+        raise Conflict("你的分销资格已被冻结，暂不能提现，请联系商家")
     earlier = db.session.scalars(select(Withdrawal).where(Withdrawal.distributor_id == distributor.id,
                                                           Withdrawal.request_key == request_key)).one_or_none()
     if earlier is not None:
@@ -141,10 +144,17 @@ def _owing(balance) -> str | None:
     return None
 
 
+def _frozen(distributor_id: int) -> bool:
+    status = db.session.scalar(select(Distributor.status).where(Distributor.id == distributor_id))
+    return status != DistributorStatus.ACTIVE.value
+
+
 def _check_not_owing(withdrawal: Withdrawal) -> None:
     problem = _owing(balance_for_update(withdrawal.distributor_id))
     if problem:
         raise Conflict(problem)
+    if _frozen(withdrawal.distributor_id):  # read after the balance lock, which a freeze takes too
+        raise Conflict("该分销商已被冻结，不能打款：可驳回这笔提现（金额回到其余额），或解冻后再付")
 
 
 def _paid(withdrawal: Withdrawal, at: datetime) -> None:

@@ -46,7 +46,11 @@ class Distributor(Base):
     status: Mapped[str] = mapped_column(String(16), default=DistributorStatus.ACTIVE.value)
     real_name: Mapped[str] = mapped_column(String(32))
     mobile: Mapped[str] = mapped_column(String(11))
-    approved_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    approved_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    # Why and when the merchant froze them (empty while active); every freeze,
+    # unfreeze and move is in the audit log as well.
+    frozen_reason: Mapped[str | None] = mapped_column(String(200))
+    frozen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     user: Mapped[User] = relationship(lazy="joined")
     parent: Mapped["Distributor | None"] = relationship(

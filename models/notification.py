@@ -24,6 +24,9 @@ class NotificationKind(str, enum.Enum):
     ORDER_SHIPPED = "order_shipped"
     ORDER_REFUNDED = "order_refunded"
     COMMISSION_CLAWED_BACK = "commission_clawed_back"
+    # The merchant froze or unfroze the distributor (issue 12).
+    DISTRIBUTOR_FROZEN = "distributor_frozen"
+    DISTRIBUTOR_UNFROZEN = "distributor_unfrozen"
 
 
 class Notification(Base):
