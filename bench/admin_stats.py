@@ -82,18 +82,16 @@ SEED = [
      SELECT 'B' || lpad(g::text, 14, '0'),
             CASE WHEN g % 10 < 7 THEN 1 + (g * 104729) % :u END,
             CASE WHEN g % 10 >= 7 THEN '139' || lpad(((g * 7901) % 300000)::text, 8, '0') END,
-            CASE WHEN g % 4 = 0 THEN (SELECT min(id) FROM units WHERE distributor_id IS NULL)
-                 ELSE (SELECT min(id) FROM units WHERE distributor_id IS NOT NULL) + (g * 31) % :d END,
-            NULL, CASE WHEN g % 10 = 9 THEN 'cancelled' ELSE 'completed' END,
+            un.id, un.distributor_id, CASE WHEN g % 10 = 9 THEN 'cancelled' ELSE 'completed' END,
             990 * (1 + g % 17), 990 * (1 + g % 17), '买家', '13900000000', '浙江省杭州市西湖区文三路 100 号', '',
             true, t, t + interval '30 minutes',
             CASE WHEN g % 10 <> 9 THEN t + interval '2 minutes' END,
             CASE WHEN g % 10 <> 9 THEN 'wechatpay' END, CASE WHEN g % 10 <> 9 THEN 'T' || g END
-     FROM (SELECT g, now() - interval '2 minutes' - interval '365 days' * (1 - g::float / :n) AS t
-           FROM generate_series(1::bigint, :n) g) s"""),
-    ("orders' distributors", """
-     UPDATE orders o SET distributor_id = un.distributor_id FROM units un
-     WHERE un.id = o.unit_id AND un.distributor_id IS NOT NULL"""),
+     FROM (SELECT g, now() - interval '2 minutes' - interval '365 days' * (1 - g::float / :n) AS t,
+                  CASE WHEN g % 4 = 0 THEN (SELECT min(id) FROM units WHERE distributor_id IS NULL)
+                       ELSE (SELECT min(id) FROM units WHERE distributor_id IS NOT NULL) + (g * 31) % :d END AS unit
+           FROM generate_series(1::bigint, :n) g) s
+     JOIN units un ON un.id = s.unit"""),
     ("order_lines", """
      INSERT INTO order_lines (order_id, product_id, name, unit_price_fen, quantity, amount_fen, level1_rate_bp)
      SELECT o.id, (SELECT min(id) FROM products), '商品', o.total_fen, 1, o.total_fen, 1000
@@ -208,7 +206,7 @@ def main() -> None:
 
         from handlers import outbox
         from handlers import stats as figures
-        from models import DailyStat, DailyUnitStat, Order, db
+        from models import DailyStat, DailyUnitStat, MonthlyUnitStat, Order, db
 
         if not args.keep:
             upgrade()
@@ -218,6 +216,7 @@ def main() -> None:
         orders = db.session.scalar(select(func.count()).select_from(Order))
         today = figures.today()
         db.session.execute(delete(DailyUnitStat))
+        db.session.execute(delete(MonthlyUnitStat))
         db.session.execute(delete(DailyStat))
         db.session.commit()
         client = app.test_client()

@@ -120,8 +120,8 @@ class DayFigures:
         return self.paid_fen - self.refunded_fen
 
     def add(self, other: "DayFigures") -> None:
-        for f in fields(self):
-            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+        for name in DAY_FIELDS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
 @dataclass
@@ -139,11 +139,14 @@ class UnitFigures:
         return self.paid_fen - self.refunded_fen
 
     def add(self, other: "UnitFigures") -> None:
-        for f in fields(self):
-            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+        self.add_values(getattr(other, name) for name in UNIT_FIELDS)
+
+    def add_values(self, values: Iterable[int]) -> None:
+        for name, value in zip(UNIT_FIELDS, values):
+            setattr(self, name, getattr(self, name) + int(value or 0))
 
     def is_empty(self) -> bool:
-        return not any(getattr(self, f.name) for f in fields(self))
+        return not any(getattr(self, name) for name in UNIT_FIELDS)
 
 
 DAY_FIELDS = [f.name for f in fields(DayFigures)]
@@ -400,7 +403,10 @@ def _stored_units(first: date, last: date) -> dict[int, UnitFigures]:
 
     def add(rows):
         for unit_id, *values in rows:
-            out.setdefault(unit_id, UnitFigures()).add(UnitFigures(*[int(v or 0) for v in values]))
+            if unit_id in out:
+                out[unit_id].add_values(values)
+            else:
+                out[unit_id] = UnitFigures(*[int(v or 0) for v in values])
 
     def daily(a: date, b: date):
         if a <= b:
@@ -429,8 +435,10 @@ def report(first: date, last: date, at: datetime | None = None) -> Report:
     past_last = min(last, now_day - timedelta(days=1))
     days = {d: DayFigures() for d in _days(first, last)}
     if first <= past_last:
-        for row in db.session.scalars(select(DailyStat).where(DailyStat.day >= first, DailyStat.day <= past_last)):
-            days[row.day] = DayFigures(**{name: getattr(row, name) for name in DAY_FIELDS})
+        columns = [getattr(DailyStat, name) for name in DAY_FIELDS]
+        for day, *values in db.session.execute(select(DailyStat.day, *columns)
+                                               .where(DailyStat.day >= first, DailyStat.day <= past_last)):
+            days[_as_date(day)] = DayFigures(*values)
     units = _stored_units(first, past_last)
     if last >= now_day:
         days[now_day], live_units = _today(now_day, at)
@@ -473,8 +481,9 @@ def _today(day: date, at: datetime) -> tuple[DayFigures, dict[int, UnitFigures]]
     if row is None or at - row.computed_at >= SNAPSHOT_EVERY:
         row = _snapshot_today(day, at)
     figures = DayFigures(**{name: getattr(row, name) for name in DAY_FIELDS})
-    units = {r.unit_id: UnitFigures(**{name: getattr(r, name) for name in UNIT_FIELDS})
-             for r in db.session.scalars(select(DailyUnitStat).where(DailyUnitStat.day == day))}
+    columns = [getattr(DailyUnitStat, name) for name in UNIT_FIELDS]
+    units = {unit_id: UnitFigures(*values) for unit_id, *values in db.session.execute(
+        select(DailyUnitStat.unit_id, *columns).where(DailyUnitStat.day == day))}
     live_days, live_units = compute(day, day, since=_covered(row, start))
     figures.add(live_days[day])
     for (_, unit_id), extra in live_units.items():
