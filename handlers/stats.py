@@ -25,7 +25,10 @@ moment named:
   placed at the unit).
 
 Past days are read from ``daily_stats``/``daily_unit_stats`` (models/stats.py),
-today is counted live. A day's row computed before the day was over (plus
+a range's whole months of units from ``monthly_unit_stats``. Today is a
+stored part, brought up to date at most every ``SNAPSHOT_EVERY`` by adding
+the rows stamped since, plus the newest rows counted live: a page costs a
+few minutes of rows, however big the shop. A day's row computed before the day was over (plus
 ``SETTLE_MARGIN`` for transactions still committing at midnight) is stale and
 is recomputed when a page asks for it, as is a missing one: so the first page
 after midnight counts yesterday once, and a move of the sandbox clock finds
