@@ -12,11 +12,11 @@ stats_cli = AppGroup("stats", help="Statistics: count past days again from the r
 
 
 @stats_cli.command("rebuild")
-@click.option("--from", "first", required=True, help="First China day, YYYY-MM-DD.")
+@click.option("--from", "first", default=None, help="First China day, YYYY-MM-DD (default: yesterday).")
 @click.option("--to", "last", default=None, help="Last China day, YYYY-MM-DD (default: yesterday).")
 def rebuild(first, last) -> None:
     """Count the days --from..--to again from orders, refunds, users, the
     ledger, visits and referrals, and store them (idempotent: safe to run
-    again, e.g. nightly or after an import)."""
+    again; with no option, yesterday: a nightly job after 00:10 China time)."""
     start, end, days = run_handler(stats.rebuild, first, last)
     click.echo(f"{days} day(s) counted again: {start.isoformat()} .. {end.isoformat()}")

@@ -535,12 +535,13 @@ def _unit_names(ids: set[int]) -> dict[int, str]:
     return dict(db.session.execute(select(Unit.id, Unit.name).where(Unit.id.in_(ids))).all())
 
 
-def rebuild(from_text: str, to_text: str | None = None, at: datetime | None = None) -> tuple[date, date, int]:
-    """``stats rebuild``: count days from..to (to: yesterday by default) again
-    from the rows, any length (a month of rows at a time). Today is counted
-    live and never stored."""
+def rebuild(from_text: str | None = None, to_text: str | None = None, at: datetime | None = None,
+            ) -> tuple[date, date, int]:
+    """``stats rebuild``: count days from..to (both yesterday by default: a
+    nightly job) again from the rows, any length (a month of rows at a
+    time). Today is never stored whole."""
     yesterday = today(at) - timedelta(days=1)
-    first = _parse_day((from_text or "").strip()[:32], "开始日期")
+    first = _parse_day(from_text.strip()[:32], "开始日期") if from_text else yesterday
     last = _parse_day(to_text.strip()[:32], "结束日期") if to_text else yesterday
     if last > yesterday:
         raise DomainError(f"只能重算已经过去的日子：结束日期最晚是昨天（{yesterday.isoformat()}）")

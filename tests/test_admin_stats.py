@@ -461,6 +461,8 @@ def test_stats_rebuild_counts_days_again_from_the_rows(app, world):
     db.session.expire_all()
     assert [(r.day, r.unit_id, r.paid_fen, r.visits, r.first_orders) for r in db.session.scalars(
         select(DailyUnitStat).order_by(DailyUnitStat.day, DailyUnitStat.unit_id))] == snapshot
+    nightly = runner.invoke(stats_cli, ["rebuild"])
+    assert nightly.exit_code == 0 and f"1 day(s) counted again: {yesterday} .. {yesterday}" in nightly.output
     for args, message in ((["rebuild", "--from", "昨天"], "格式"),
                           (["rebuild", "--from", yesterday.isoformat(), "--to", world["today"].isoformat()], "最晚是昨天"),
                           (["rebuild", "--from", yesterday.isoformat(), "--to", world["first"].isoformat()],
