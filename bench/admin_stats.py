@@ -22,6 +22,7 @@ queries, Jinja, the JSON of the series).
 
     .venv/bin/python bench/admin_stats.py                       # 1 000 000 orders
     .venv/bin/python bench/admin_stats.py --orders 5000000 --repeat 30
+    .venv/bin/python bench/admin_stats.py --keep                # measure again on the filled database
 
 **Drops and recreates the bench database** (default
 postgresql+psycopg://postgres@127.0.0.1:5432/fx_bench_stats). Redis is not used.
@@ -197,8 +198,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--keep", action="store_true", help="reuse the filled database (no drop, no seeding)")
     args = parser.parse_args()
+    from sqlalchemy.engine import make_url
+
+    if "bench" not in (make_url(args.database_url).database or ""):
+        raise SystemExit("refusing a database whose name has no 'bench' in it (its statistics tables are emptied)")
     if not args.keep:
-        recreate_database(args.database_url)  # refuses a name without "bench"
+        recreate_database(args.database_url)
     app = make_app(args.database_url)
     with app.app_context():
         from flask_migrate import upgrade
