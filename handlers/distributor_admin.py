@@ -59,7 +59,7 @@ def _lock(distributor_id: int, *, keys: bool = False) -> Distributor:
     move), which rows referencing (id, level) must wait for; otherwise the
     lock leaves foreign-key checks of new orders and rows alone."""
     found = db.session.scalars(select(Distributor).where(Distributor.id == distributor_id)
-                               .with_for_update(key_share=not keys)
+                               .with_for_update(of=Distributor, key_share=not keys)
                                .execution_options(populate_existing=True)).one_or_none()
     if found is None:
         raise NotFound("分销商不存在")

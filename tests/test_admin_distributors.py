@@ -198,6 +198,8 @@ def test_a_pending_withdrawal_is_not_paid_while_frozen(rich, base, staff_browser
 
 def test_the_freeze_notice_goes_to_wechat_as_text_without_a_template(app, settings):
     d = make_distributor("小冻")
+    d.user.subscription = "subscribed"  # customer-service messages reach followers only
+    outbox.commit()
     assert not settings["templates"].get("distributor_frozen")  # the key is not configured yet
     distributor_admin.freeze(d.id, "核查", actor=Actor("test"))
     outbox.commit()
@@ -351,13 +353,18 @@ def _at_once(calls) -> list[int]:
     return sorted(codes)
 
 
+def _posts(pairs) -> list:
+    """Calls posting each (browser, url, data) as htmx; everything read before the threads start
+    (an ORM attribute read in a thread would need the app context)."""
+    return [lambda b=b, u=u, data=data: post(b, u, data, htmx=True).status_code for b, u, data in pairs]
+
+
 @needs_postgres
 def test_two_staff_freezing_at_once_freeze_once(rich, base, staff_browser):
     d = rich()
     browsers = [staff_browser("owner"), staff_browser("operator")]
     target = url(base, d.id, "freeze")
-    codes = _at_once([lambda b=b: post(b, target, {"reason": f"by {b.staff_name}"}, htmx=True).status_code
-                      for b in browsers])
+    codes = _at_once(_posts([(b, target, {"reason": f"by {b.staff_name}"}) for b in browsers]))
     assert codes == [200, 409], codes
     assert again(d).status == "frozen" and len(audits("distributor.freeze")) == 1
     assert len(notices(d, "distributor_frozen")) == 1
@@ -366,16 +373,14 @@ def test_two_staff_freezing_at_once_freeze_once(rich, base, staff_browser):
 @needs_postgres
 def test_a_freeze_and_a_withdrawal_at_once_never_both_pass_unseen(app, rich, base, staff_browser):
     d = rich()
-    b = staff_browser("owner")
+    d_id, target = d.id, url(base, d.id, "freeze")
+    [freeze] = _posts([(staff_browser("owner"), target, {"reason": "核查"})])
     outcome = []
-
-    def freeze():
-        return post(b, url(base, d.id, "freeze"), {"reason": "核查"}, htmx=True).status_code
 
     def withdraw():
         with app.app_context():
             try:
-                withdrawals.request_withdrawal(db.session.get(Distributor, d.id), 1000,
+                withdrawals.request_withdrawal(db.session.get(Distributor, d_id), 1000,
                                                withdrawals.new_request_key())
                 outbox.commit()
                 outcome.append("requested")
@@ -395,11 +400,8 @@ def test_a_freeze_and_a_withdrawal_at_once_never_both_pass_unseen(app, rich, bas
 def test_two_moves_at_once_never_make_a_cycle(app, base, staff_browser):
     one, two = make_distributor("甲"), make_distributor("乙")
     browsers = [staff_browser("owner"), staff_browser("operator")]
-    codes = _at_once([
-        lambda: post(browsers[0], url(base, one.id, "move"), {"target": str(two.id), "reason": "x"},
-                     htmx=True).status_code,
-        lambda: post(browsers[1], url(base, two.id, "move"), {"target": str(one.id), "reason": "x"},
-                     htmx=True).status_code])
+    codes = _at_once(_posts([(browsers[0], url(base, one.id, "move"), {"target": str(two.id), "reason": "x"}),
+                             (browsers[1], url(base, two.id, "move"), {"target": str(one.id), "reason": "x"})]))
     assert codes == [200, 409], codes
     levels = sorted((again(one).level, again(two).level))
     assert levels == [1, 2] and len(audits("distributor.move")) == 1
@@ -410,9 +412,8 @@ def test_two_staff_moving_the_same_distributor_at_once(team, base, staff_browser
     top, second, other, _ = team
     third = make_distributor("丙")
     browsers = [staff_browser("owner"), staff_browser("operator")]
-    codes = _at_once([
-        lambda b=b, t=t: post(b, url(base, second.id, "move"), {"target": str(t.id), "reason": "x",
-                                                                "was": str(top.user_id)}, htmx=True).status_code
-        for b, t in zip(browsers, (other, third))])
+    target, was = url(base, second.id, "move"), str(top.user_id)
+    codes = _at_once(_posts([(b, target, {"target": str(t.id), "reason": "x", "was": was})
+                             for b, t in zip(browsers, (other, third))]))
     assert codes == [200, 409], codes
     assert again(second).parent_id in (other.id, third.id) and len(audits("distributor.move")) == 1
