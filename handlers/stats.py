@@ -292,10 +292,14 @@ def _sum_month(month: date) -> None:
     end = _next_month(month)
     db.session.execute(delete(MonthlyUnitStat).where(MonthlyUnitStat.month == month))
     sums = [func.sum(getattr(DailyUnitStat, name)) for name in UNIT_FIELDS]
-    db.session.execute(MonthlyUnitStat.__table__.insert().from_select(
+    dialect = db.session.get_bind().dialect.name
+    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(MonthlyUnitStat).from_select(
         ["month", "unit_id", *UNIT_FIELDS],
         select(literal(month, Date()), DailyUnitStat.unit_id, *sums)
-        .where(DailyUnitStat.day >= month, DailyUnitStat.day < end).group_by(DailyUnitStat.unit_id)))
+        .where(DailyUnitStat.day >= month, DailyUnitStat.day < end).group_by(DailyUnitStat.unit_id))
+    # Two pages summing the same month at once: the later one's sums stand.
+    db.session.execute(insert.on_conflict_do_update(index_elements=["month", "unit_id"],
+                                                    set_={n: insert.excluded[n] for n in UNIT_FIELDS}))
 
 
 def stale_days(first: date, last: date, at: datetime | None = None) -> list[date]:

@@ -545,3 +545,35 @@ def test_pages_counting_the_same_stale_days_at_once(world, base, staff_browser):
         assert_page_equals_rows(p.text, world["first"], world["today"])
     db.session.expire_all()
     assert db.session.scalar(select(func.count()).select_from(DailyStat)) == DAYS  # today's part too
+
+
+@needs_postgres
+def test_pages_counting_different_days_of_one_month_at_once(world, base, staff_browser):
+    """Two ranges of the same month, cold, four pages each at once: each
+    page answers and the month's sums end equal to its days'."""
+    from models import MonthlyUnitStat
+
+    first = world["first"]
+    ranges = [(first, first + timedelta(days=2)), (first + timedelta(days=5), first + timedelta(days=7))] * 4
+    browsers = [staff_browser("owner") for _ in ranges]
+    gate = threading.Barrier(len(ranges))
+    pages: list = [None] * len(ranges)
+
+    def load(n):
+        gate.wait()
+        pages[n] = browsers[n].get(stats_url(base, *ranges[n]), timeout=60)
+
+    threads = [threading.Thread(target=load, args=(n,)) for n in range(len(ranges))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [p.status_code for p in pages] == [200] * len(ranges)
+    for p, (a, b) in zip(pages, ranges):
+        assert_page_equals_rows(p.text, a, b)
+    db.session.expire_all()
+    month = first.replace(day=1)
+    by_days = db.session.scalar(select(func.sum(DailyUnitStat.paid_fen)).where(
+        DailyUnitStat.day >= month, DailyUnitStat.day < figures._next_month(month)))
+    assert db.session.scalar(select(func.sum(MonthlyUnitStat.paid_fen)).where(MonthlyUnitStat.month == month)) \
+        == by_days
