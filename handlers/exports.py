@@ -38,10 +38,11 @@ from sqlalchemy.exc import IntegrityError
 from models import Export, ExportState, db
 from models.order import STATUS_TEXT
 
-from . import audit, outbox, settings
+from . import application_queue, audit, catalogue, order_search, order_story, outbox, settings, withdrawals
 from . import staff as staff_rules
 from .clock import CHINA, now
 from .errors import DomainError, Forbidden, NotFound
+from .money import yuan
 
 BOM = "\ufeff"
 STREAM_LIMIT = 5000           # more rows than this become a background job
@@ -212,21 +213,28 @@ def build(export_id: int) -> None:
         part.replace(folder / stored)
     except (DomainError, OSError) as exc:
         part.unlink(missing_ok=True)
+        job = db.session.get(Export, export_id)
         job.state, job.message, job.finished_at = FAILED, str(exc)[:500], now()
         outbox.note_error(f"export {export_id}: {exc}")
         return
+    job = db.session.get(Export, export_id)  # loaded again: the rows were let go of as they were written
     job.state, job.rows, job.size, job.stored = DONE, counted.n, (folder / stored).stat().st_size, stored
     job.finished_at = now()
     job.expires_at = job.finished_at + KEEP
 
 
 class _Counted:
+    """The job's rows, counted; the session forgets the objects read after
+    each batch is written, so a long export does not keep them all in memory."""
+
     def __init__(self, rows: Iterable[Sequence[Any]]):
         self.rows, self.n = rows, 0
 
     def __iter__(self):
         for row in self.rows:
             self.n += 1
+            if self.n % BATCH == 0:
+                db.session.expunge_all()
             yield row
 
 
@@ -303,96 +311,75 @@ def _pages(fetch: Callable[[int | None, int], Sequence[Any]]) -> Iterator[Any]:
         cursor = rows[BATCH - 1].id
 
 
-def _registered() -> None:
-    from . import application_queue, catalogue, order_search, order_story, withdrawals
-    from .money import yuan
+def _application_rows(filters: Mapping[str, str]) -> Iterator[Sequence[Any]]:
+    chosen = application_queue.parse_filters(filters)
+    newest = chosen.order != "oldest"
+    found = _pages(lambda cursor, limit: application_queue.list_queue(
+        chosen, before=cursor if newest else None, after=None if newest else cursor, limit=limit))
+    return ((r.application.id, r.application.real_name, r.application.mobile, r.user.display_name,
+             r.inviter.real_name if r.inviter else "", r.source_name, r.first_contact_name,
+             _when(r.application.created_at), r.age, r.status_name, r.application.decided_by or "",
+             _when(r.application.decided_at), r.application.reject_reason or "") for r in found)
 
-    def applications(filters: Mapping[str, str]) -> Iterator[Sequence[Any]]:
-        chosen = application_queue.parse_filters(filters)
-        newest = chosen.order != "oldest"
-        fetch = (lambda cursor, limit: application_queue.list_queue(
-            chosen, before=cursor if newest else None, after=None if newest else cursor, limit=limit))
 
-        def rows():
-            for r in _pages(fetch):
-                a = r.application
-                yield (a.id, a.real_name, a.mobile, r.user.display_name,
-                       r.inviter.real_name if r.inviter else "", r.source_name, r.first_contact_name,
-                       _when(a.created_at), r.age, r.status_name, a.decided_by or "", _when(a.decided_at),
-                       a.reject_reason or "")
-        return rows()
+def _withdrawal_rows(filters: Mapping[str, str]) -> Iterator[Sequence[Any]]:
+    withdrawals.listing(dict(filters), None, 0)  # the filters checked now, not at the first row
+    found = _pages(lambda cursor, limit: withdrawals.listing(dict(filters), cursor, limit).rows)
+    return ((r.withdrawal.id, r.distributor.real_name, r.distributor.mobile, yuan(r.withdrawal.amount_fen),
+             yuan(r.withdrawal.fee_fen), yuan(r.withdrawal.net_fen),
+             WITHDRAWAL_STATES.get(r.withdrawal.status, r.withdrawal.status),
+             withdrawals.METHOD_NAMES.get(r.withdrawal.method or "", r.withdrawal.method or ""),
+             _when(r.withdrawal.requested_at)) for r in found)
 
-    register("applications", title="分销申请", permission="applications.view",
-             fields=("status", "q", "date_from", "date_to", "order"),
-             headers=("编号", "姓名", "手机号", "微信昵称", "邀请人", "来源", "首次接触", "申请时间", "等待时长",
-                      "状态", "处理人", "处理时间", "驳回理由"), rows=applications)
 
-    def withdrawal_rows(filters: Mapping[str, str]) -> Iterator[Sequence[Any]]:
-        withdrawals.listing(dict(filters), None, 0)  # the filters checked now, not at the first row
+def _order_rows(filters: Mapping[str, str]) -> Iterator[Sequence[Any]]:
+    chosen = order_search.parse_filters(filters)
+    found = _pages(lambda cursor, limit: order_search.search(chosen, before=cursor, limit=limit + 1))
+    return ((r.order.order_no, _when(r.order.created_at), _when(r.order.paid_at), r.order.receiver_name,
+             r.order.receiver_mobile, r.items, yuan(r.order.total_fen),
+             ORDER_STATES.get(r.order.status, r.order.status), r.unit_name, r.distributor_name or "", order_story.CHANNELS.get(r.order.pay_channel or "", ""))
+            for r in found)
 
-        def rows():
-            for r in _pages(lambda cursor, limit: withdrawals.listing(dict(filters), cursor, limit).rows):
-                w, d = r.withdrawal, r.distributor
-                yield (w.id, d.real_name, d.mobile, yuan(w.amount_fen), yuan(w.fee_fen), yuan(w.net_fen),
-                       WITHDRAWAL_STATES.get(w.status, w.status), withdrawals.METHOD_NAMES.get(w.method or "", w.method or ""),
-                       _when(w.requested_at))
-        return rows()
 
-    register("withdrawals", title="提现", permission="withdrawals.view", fields=("state", "q", "from", "to"),
-             headers=("编号", "分销商", "手机号", "提现金额（元）", "手续费（元）", "实付（元）", "状态", "打款方式",
-                      "申请时间"), rows=withdrawal_rows)
+def _product_rows(filters: Mapping[str, str]) -> Iterator[Sequence[Any]]:
+    found = _pages(lambda cursor, limit: catalogue.products_page(shelf=filters.get("shelf"), search=filters.get("q"),
+                                                                before_id=cursor, limit=limit))
+    return _products(found, settings.section("distribution"))
 
-    def orders(filters: Mapping[str, str]) -> Iterator[Sequence[Any]]:
-        chosen = order_search.parse_filters(filters)
 
-        def rows():
-            for r in _pages(lambda cursor, limit: order_search.search(chosen, before=cursor, limit=limit + 1)):
-                o = r.order
-                yield (o.order_no, _when(o.created_at), _when(o.paid_at), o.receiver_name, o.receiver_mobile,
-                       r.items, yuan(o.total_fen), ORDER_STATES.get(o.status, o.status), r.unit_name,
-                       r.distributor_name or "", order_story.CHANNELS.get(o.pay_channel, "") if o.pay_channel else "")
-        return rows()
+def _products(found: Iterator[Any], rules: Mapping[str, Any]) -> Iterator[Sequence[Any]]:
+    def rate(own: int | None, default: int) -> str:  # as the list shows it: the shop's default when unset
+        return catalogue.percent(default) + "（默认）" if own is None else catalogue.percent(own)
 
-    register("orders", title="订单", permission="orders.view", fields=order_search.FIELDS,
-             headers=("订单号", "下单时间", "付款时间", "收货人", "手机号", "商品", "金额（元）", "状态", "店铺",
-                      "分销商", "支付方式"), rows=orders)
+    for batch in _batched(found):
+        sold = catalogue.sold_counts([p.id for p in batch])
+        for p in batch:
+            yield (p.id, p.name, yuan(p.price_fen), p.stock, sold.get(p.id, 0), "上架" if p.on_sale else "下架",
+                   p.sort_order, rate(p.level1_rate_bp, rules["level1_rate_bp"]),
+                   rate(p.level2_rate_bp, rules["level2_rate_bp"]))
 
-    def products(filters: Mapping[str, str]) -> Iterator[Sequence[Any]]:
-        rules = settings.section("distribution")
 
-        def rate(own: int | None, default: int) -> str:
-            return catalogue.percent(default if own is None else own) + ("（默认）" if own is None else "")
-
-        def rows():
-            fetch = (lambda cursor, limit: catalogue.products_page(shelf=filters.get("shelf"), search=filters.get("q"),
-                                                                   before_id=cursor, limit=limit))
-            for batch in _batched(_pages(fetch)):
-                sold = catalogue.sold_counts([p.id for p in batch])
-                for p in batch:
-                    yield (p.id, p.name, yuan(p.price_fen), p.stock, sold.get(p.id, 0),
-                           "上架" if p.on_sale else "下架", p.sort_order,
-                           rate(p.level1_rate_bp, rules["level1_rate_bp"]),
-                           rate(p.level2_rate_bp, rules["level2_rate_bp"]))
-        return rows()
-
-    register("products", title="商品", permission="products.view", fields=("shelf", "q"),
-             headers=("编号", "名称", "价格（元）", "库存", "已售", "状态", "排序", "一级佣金", "二级佣金"),
-             rows=products)
-
-    def audit_rows(filters: Mapping[str, str]) -> Iterator[Sequence[Any]]:
-        audit.search(filters, limit=0)  # the dates checked now
-
-        def rows():
-            for e in _pages(lambda cursor, limit: audit.search(filters, before_id=cursor, limit=limit + 1)):
-                yield (e.id, _when(e.at), e.actor, e.action, e.target_type, e.target_id, e.reason, e.ip)
-        return rows()
-
-    register("audit", title="操作日志", permission="audit.view", fields=audit.FILTERS,
-             headers=("编号", "时间", "操作人", "操作", "对象类型", "对象编号", "原因", "IP"), rows=audit_rows)
+def _audit_rows(filters: Mapping[str, str]) -> Iterator[Sequence[Any]]:
+    audit.search(filters, limit=0)  # the dates checked now
+    found = _pages(lambda cursor, limit: audit.search(filters, before_id=cursor, limit=limit + 1))
+    return ((e.id, _when(e.at), e.actor, e.action, e.target_type, e.target_id, e.reason, e.ip) for e in found)
 
 
 WITHDRAWAL_STATES = {"requested": "待处理", "transferring": "转账中", "paid": "已打款", "rejected": "已驳回",
                      "failed": "转账未成功"}  # as admin/withdrawals.py STATUS_NAMES
 ORDER_STATES = {status.value: text for status, text in STATUS_TEXT.items()}
 
-_registered()
+register("applications", title="分销申请", permission="applications.view",
+         fields=("status", "q", "date_from", "date_to", "order"),
+         headers=("编号", "姓名", "手机号", "微信昵称", "邀请人", "来源", "首次接触", "申请时间", "等待时长", "状态",
+                  "处理人", "处理时间", "驳回理由"), rows=_application_rows)
+register("withdrawals", title="提现", permission="withdrawals.view", fields=("state", "q", "from", "to"),
+         headers=("编号", "分销商", "手机号", "提现金额（元）", "手续费（元）", "实付（元）", "状态", "打款方式",
+                  "申请时间"), rows=_withdrawal_rows)
+register("orders", title="订单", permission="orders.view", fields=order_search.FIELDS,
+         headers=("订单号", "下单时间", "付款时间", "收货人", "手机号", "商品", "金额（元）", "状态", "店铺", "分销商",
+                  "支付方式"), rows=_order_rows)
+register("products", title="商品", permission="products.view", fields=("shelf", "q"),
+         headers=("编号", "名称", "价格（元）", "库存", "已售", "状态", "排序", "一级佣金", "二级佣金"), rows=_product_rows)
+register("audit", title="操作日志", permission="audit.view", fields=audit.FILTERS,
+         headers=("编号", "时间", "操作人", "操作", "对象类型", "对象编号", "原因", "IP"), rows=_audit_rows)

@@ -19,7 +19,7 @@ from app.config import build
 from conftest import needs_postgres
 from handlers import exports, outbox
 from handlers.clock import now
-from models import AuditEntry, Export, db
+from models import AuditEntry, Export, Staff, db
 from test_admin_orders import customer_of, distributor, paid, placed, product
 from test_transfer import ask, rich  # noqa: F401
 
@@ -179,6 +179,40 @@ def test_a_large_export_is_a_job_with_a_download_page(app, base, staff_browser, 
     assert fetched.target_id == created.target_id and fetched.after["rows"] == exports.STREAM_LIMIT + 1
 
 
+def test_the_job_writes_the_file_once(app, make_staff, folder):
+    """A job delivered twice (RQ retries, the relay) writes nothing the second time."""
+    log_rows(3, action="twice.")
+    owner = make_staff("twice", "owner")
+    job = Export(request_key=exports.new_request_key(), staff_id=owner.id, source="audit",
+                 filters={"action": "twice."}, file_name="操作日志.csv")
+    db.session.add(job)
+    outbox.commit()
+    exports.build(job.id)
+    exports.build(job.id)
+    db.session.rollback()
+    done = db.session.get(Export, job.id)
+    assert done.state == "done" and done.rows == 3 and done.expires_at > now()
+    assert [p.name for p in folder.iterdir()] == [done.stored]
+    text = (folder / done.stored).read_text("utf-8")
+    assert text.startswith("\ufeff") and text.count("twice.") == 3
+
+
+def test_a_job_that_cannot_write_its_file_says_why(app, base, staff_browser, folder):
+    b = staff_browser("owner")
+    db.session.rollback()
+    owner = db.session.scalars(select(Staff).where(Staff.name == b.staff_name)).one()
+    job = Export(request_key=exports.new_request_key(), staff_id=owner.id, source="audit",
+                 filters={"since": "yesterday"}, file_name="操作日志.csv")
+    db.session.add(job)
+    outbox.commit()
+    exports.build(job.id)
+    page = b.get(f"{base}/admin/exports/{job.id}")
+    assert "失败" in page.text and "开始日期的格式" in page.text
+    refused = b.get(f"{base}/admin/exports/{job.id}/download")
+    assert refused.status_code == 400 and "导出失败" in refused.text
+    assert list(folder.iterdir()) == []
+
+
 def test_files_expire_after_their_days(app, base, staff_browser, folder, jobs):
     log_rows(exports.STREAM_LIMIT + 1, action="old.one")
     b = staff_browser("owner")
@@ -283,3 +317,42 @@ def test_clicks_at_once_make_one_job(app, base, staff_browser, folder, jobs):
     assert db.session.scalar(select(func.count()).select_from(Export)) == 1
     assert len(audit_of("export.create")) == 1
     assert "可下载" in b.get(base + answers[0].headers["Location"]).text
+
+
+def test_in_a_browser_at_1280_and_375_px(app, settings, make_staff, folder, jobs):
+    """Press 导出 CSV on a long filtered log, land on the export's page, see it ready in 我的导出."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ready
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from admin_helpers import PASSWORD
+    from test_browser_buy import SHOTS, chromium, shoot
+
+    shots = SHOTS / "exports"
+    base = settings["app"]["base_url"]
+    log_rows(exports.STREAM_LIMIT + 1, action="big.one", reason="=1+1")
+    make_staff("laoban", "owner")
+    driver = chromium(1280, 900, phone=False)
+    try:
+        wait = WebDriverWait(driver, 15)
+        driver.get(f"{base}/admin/login")
+        driver.find_element(By.NAME, "name").send_keys("laoban")
+        driver.find_element(By.NAME, "password").send_keys(PASSWORD)
+        driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        wait.until(ready.title_contains("概览"))
+        driver.get(f"{base}/admin/audit?action=big.")
+        shoot(driver, "01-list-with-button-1280", 1280, mobile=False, folder=shots)
+        shoot(driver, "01-list-with-button-375", 375, folder=shots)
+        driver.find_element(By.CSS_SELECTOR, "form.fx-export button").click()
+        wait.until(ready.url_matches(r"/admin/exports/\d+$"))
+        jobs.run()
+        driver.refresh()
+        wait.until(ready.text_to_be_present_in_element((By.ID, "export-state"), "可下载"))
+        shoot(driver, "02-export-ready-1280", 1280, mobile=False, folder=shots)
+        shoot(driver, "02-export-ready-375", 375, folder=shots)
+        driver.get(f"{base}/admin/exports")
+        assert "操作日志" in driver.find_element(By.ID, "export-list").text
+        shoot(driver, "03-my-exports-1280", 1280, mobile=False, folder=shots)
+        shoot(driver, "03-my-exports-375", 375, folder=shots)
+    finally:
+        driver.quit()
