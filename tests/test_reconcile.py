@@ -3,6 +3,8 @@ bills built from their own records; differences are planted by editing those
 records, never by mocking our code."""
 from __future__ import annotations
 
+import gzip
+import json
 import re
 import threading
 from datetime import timedelta
@@ -13,18 +15,18 @@ import requests
 from sqlalchemy import func, select
 
 from admin_helpers import make_staff, post, staff_browser  # noqa: F401
+from distribution_helpers import make_user
 from conftest import free_port, needs_postgres, second_product
-from handlers import audit, catalogue, orders, outbox, payments
+from handlers import catalogue, orders, outbox, payments
 from handlers import reconcile as rc
 from handlers import staff as staff_rules
 from handlers.audit import SYSTEM
-from models import AuditEntry, ReconcileDay, ReconcileDifference, db
+from models import AuditEntry, Order, Payment, ReconcileDay, ReconcileDifference, db
 from pay import bills
 from pay.alipay import AlipayGateway
 from pay.wechatpay import WeChatPayGateway
 from sandbox import alipay as sandbox_ali
 from sandbox import wechatpay as sandbox_wx
-from distribution_helpers import make_user
 from test_transfer import rich  # noqa: F401  (a distributor with money to withdraw)
 
 RECEIVER = ("张三", "13800138000", "上海市徐汇区漕溪北路 1 号")
@@ -145,10 +147,7 @@ def test_the_bills_are_in_the_gateways_formats(shop, settings):
     assert {(r.kind, r.ref, r.amount_fen, r.state) for r in rows} == {("trade", order_no, 1990, "SUCCESS"),
                                                                       ("refund", refund_no, 1990, "SUCCESS")}
     # The file itself: backquoted values, a header, a summary.
-    import json
-    url = json.loads(text)["download_url"]
-    code, body = gw.client.download_bill(url)
-    import gzip
+    code, body = gw.client.download_bill(json.loads(text)["download_url"])
     csv_text = gzip.decompress(body).decode()
     assert csv_text.startswith("交易时间,公众账号ID,商户号") and f"`{order_no}" in csv_text
     assert "总交易单数" in csv_text
@@ -283,7 +282,6 @@ def test_a_rerun_is_idempotent_and_resolved_stays_resolved(shop, settings, staff
     trade = sandbox_wx.load_trade(m, first)
     assert trade is None
     db.session.rollback()
-    from models import Payment, Order
     pay_row = db.session.scalars(select(Payment).join(Order, Order.id == Payment.order_id)
                                  .where(Order.order_no == second)).one()
     sandbox_wx.save_trade({"mchid": m, "appid": settings["wechatpay"]["appid"], "out_trade_no": second,
@@ -372,13 +370,20 @@ def test_a_garbled_alipay_bill_is_refused_in_words(garbage):
     assert "支付宝账单" in caught.value.message
 
 
-def test_a_bad_amount_in_a_bill_is_refused():
-    good = sandbox_wx.bill_text([["2026-11-30 10:00:00", "wx", "1", "0", "", "42", "N1", "o", "JSAPI", "SUCCESS",
+def _one_row_bill(amount: str) -> str:
+    """A one-payment bill as the sandbox writes it, its 订单金额 replaced by ``amount``."""
+    text = sandbox_wx.bill_text([["2026-11-30 10:00:00", "wx", "1", "0", "", "42", "N1", "o", "JSAPI", "SUCCESS",
                                   "OTHERS", "CNY", "1.00", "0.00", "0", "0", "0.00", "0.00", "", "", "x", "",
                                   "0.01", "0.60%", "1.00", "0.00", ""]])
-    assert [r.amount_fen for r in bills.parse_wechatpay(good)] == [100]
-    with pytest.raises(bills.BillError):
-        bills.parse_wechatpay(good.replace("`1.00,`0.00,`", "`1.005,`0.00,`", 1).replace(",`1.00,", ",`1e3,"))
+    return text.replace("`0.60%,`1.00,", f"`0.60%,`{amount},", 1)
+
+
+@pytest.mark.parametrize("amount", ["1.005", "1e3", "-", "一元", ""])
+def test_a_bad_amount_in_a_bill_is_refused(amount):
+    assert [r.amount_fen for r in bills.parse_wechatpay(_one_row_bill("1.00"))] == [100]
+    with pytest.raises(bills.BillError) as caught:
+        bills.parse_wechatpay(_one_row_bill(amount))
+    assert "金额无法识别" in caught.value.message
 
 
 # -- the command -----------------------------------------------------------------------------------
