@@ -68,6 +68,11 @@ def _fen(text: str) -> int:
 WECHAT_COLUMNS = {"微信订单号", "商户订单号", "交易状态", "订单金额", "微信退款单号", "商户退款单号", "退款金额", "退款状态"}
 
 
+def _wechat_failed(exc: WeChatPayError) -> BillError:
+    said = exc.message if exc.message.startswith("微信支付") else f"微信支付：{exc.message}"
+    return BillError(said, f"{exc.code} {exc.detail}")
+
+
 def parse_wechatpay(text: str) -> list[BillRow]:
     """Rows of a WeChat Pay ALL trade bill; raises BillError on anything
     that is not one."""
@@ -105,7 +110,7 @@ def wechatpay_bill(day: date) -> list[BillRow]:
         code, text = gw._call("tradebill", gw.client.trade_bill, bill_date=day.isoformat(), bill_type="ALL",
                               tar_type="GZIP")
     except WeChatPayError as exc:
-        raise BillError(f"微信支付：{exc.message}", f"{exc.code} {exc.detail}") from exc
+        raise _wechat_failed(exc) from exc
     if code != 200:
         try:
             data = json.loads(text)
@@ -126,7 +131,7 @@ def wechatpay_bill(day: date) -> list[BillRow]:
     try:
         code, body = gw._call("billdownload", gw.client.download_bill, url)
     except WeChatPayError as exc:
-        raise BillError(f"微信支付：{exc.message}", f"{exc.code} {exc.detail}") from exc
+        raise _wechat_failed(exc) from exc
     if code != 200 or not isinstance(body, bytes):
         raise BillError(f"微信支付账单下载失败（HTTP {code}）", str(body)[:200])
     try:
@@ -145,7 +150,7 @@ def wechatpay_transfer(out_bill_no: str) -> TransferBill | None:
     try:
         return WeChatPayGateway.from_settings().query_transfer(out_bill_no)
     except WeChatPayError as exc:
-        raise BillError(f"微信支付：{exc.message}", f"{exc.code} {exc.detail}") from exc
+        raise _wechat_failed(exc) from exc
 
 
 def wechatpay_configured(settings) -> bool:
