@@ -14,7 +14,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, insert, select
 
-from admin_helpers import make_staff, post, staff_browser, token  # noqa: F401
+from admin_helpers import make_staff, post, staff_browser  # noqa: F401
 from app.config import build
 from conftest import needs_postgres
 from handlers import exports, outbox
