@@ -5,7 +5,9 @@ cannot withdraw, and is told), and moving a distributor or a customer to
 another referrer where two levels and no cycle allow — each audited."""
 from __future__ import annotations
 
+import os
 import threading
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -417,3 +419,43 @@ def test_two_staff_moving_the_same_distributor_at_once(team, base, staff_browser
                              for b, t in zip(browsers, (other, third))]))
     assert codes == [200, 409], codes
     assert again(second).parent_id in (other.id, third.id) and len(audits("distributor.move")) == 1
+
+
+# -- in a real browser -------------------------------------------------------------------------------
+
+def test_the_pages_in_a_browser_at_1280_and_375(team, settings, make_staff, tmp_path):  # noqa: F811
+    """The list and a level-1's page fit a laptop and a phone: nothing scrolls sideways but the tables
+    inside their cards; a freeze from the page shows on it."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ready
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from admin_helpers import PASSWORD
+    from test_browser_buy import chromium, shoot
+
+    top, *_ = team
+    base, folder = settings["app"]["base_url"], Path(os.environ.get("FENXIAO_SHOTS", tmp_path))
+    make_staff("yunying", "operator")
+    for width, phone in ((1280, False), (375, True)):
+        driver = chromium(width, 900, phone=phone)
+        try:
+            driver.get(f"{base}/admin/login")
+            driver.find_element(By.NAME, "name").send_keys("yunying")
+            driver.find_element(By.NAME, "password").send_keys(PASSWORD)
+            driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+            WebDriverWait(driver, 15).until(ready.title_contains("概览"))
+            for path, name in (("/admin/distributors", "list"), (f"/admin/distributors/{top.id}", "detail")):
+                driver.get(base + path)
+                assert driver.execute_script("return document.documentElement.scrollWidth") <= width, path
+                shoot(driver, f"distributors-{name}-{width}", width, mobile=phone, folder=folder)
+            if not phone:
+                form = driver.find_element(By.CSS_SELECTOR, "#ds-actions form")
+                form.find_element(By.NAME, "reason").send_keys("核查推广内容")
+                driver.execute_script("window.confirm = () => true")
+                form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+                WebDriverWait(driver, 15).until(ready.presence_of_element_located((By.ID, "ds-frozen")))
+                assert "核查推广内容" in driver.find_element(By.ID, "ds-frozen").text
+                shoot(driver, "distributors-frozen-1280", width, mobile=False, folder=folder)
+        finally:
+            driver.quit()
+    assert again(top).status == "frozen"
