@@ -147,6 +147,8 @@ def register(app: Flask) -> None:
     from .cli_tryout import tryout_cli
     from .cli_leaderboard import leaderboard_cli
     from .cli_reconcile import reconcile_cli
+    from .cli_rules import rules_cli
+    from .cli_stats import stats_cli
 
     app.cli.add_command(applications_cli)
     app.cli.add_command(units_cli)
@@ -163,3 +165,5 @@ def register(app: Flask) -> None:
     app.cli.add_command(tryout_cli)
     app.cli.add_command(leaderboard_cli)
     app.cli.add_command(reconcile_cli)
+    app.cli.add_command(rules_cli)
+    app.cli.add_command(stats_cli)

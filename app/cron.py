@@ -18,6 +18,8 @@ SCHEDULE: list[tuple[str, str, str]] = [
     ("handlers.leaderboard.nightly_rebuild", "30 19 * * *", "rebuild the leaderboard from SQL (03:30 China time)"),
     ("handlers.reconcile.nightly", "30 2 * * *",
      "reconcile yesterday's gateway bills (10:30 China time, once WeChat Pay's bill is ready)"),
+    ("handlers.exports.expire_job", "0 20 * * *", "remove CSV export files older than 7 days (04:00 China time)"),
+    ("handlers.stats.nightly", "15 16 * * *", "count yesterday's statistics again from the rows (00:15 China time)"),
 ]
 
 

@@ -539,6 +539,16 @@ def _unit_names(ids: set[int]) -> dict[int, str]:
     return dict(db.session.execute(select(Unit.id, Unit.name).where(Unit.id.in_(ids))).all())
 
 
+def nightly() -> tuple[date, date, int]:
+    """The timetabled recount of yesterday (app/cron.py), in the worker's app context."""
+    try:
+        result = rebuild()
+        db.session.commit()
+        return result
+    finally:
+        db.session.rollback()  # the worker's session serves the next job too
+
+
 def rebuild(from_text: str | None = None, to_text: str | None = None, at: datetime | None = None,
             ) -> tuple[date, date, int]:
     """``stats rebuild``: count days from..to (both yesterday by default: a

@@ -24,6 +24,7 @@ from __future__ import annotations
 import html
 import re
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from urllib.parse import urljoin, urlsplit
 
 import pytest
@@ -35,11 +36,14 @@ from werkzeug.routing import RequestRedirect
 from admin_helpers import PASSWORD, ROLES
 from admin_helpers import log_in as admin_log_in
 from distribution_helpers import make_distributor, make_user
-from handlers import applications, audit, catalogue, notifications, outbox, payments, withdrawals
+from handlers import applications, audit, catalogue, exports, notifications, outbox, payments, rules, withdrawals
 from handlers import media as pictures
 from handlers import staff as staff_rules
+from handlers.clock import CHINA, now
 from handlers.payments import GatewayTrade
-from models import Notification, Order, PayChannel, SandboxMedia, Withdrawal, db
+from models import Notification, Order, PayChannel, SandboxMedia, Staff, Withdrawal, db
+from models.exports import Export
+from models.reconcile import ReconcileDifference
 from test_h5_auth import log_in
 from test_income_pages import complete, settle_everything
 
@@ -71,6 +75,10 @@ class World:
     staff_id: int = 0  # a shipping clerk nobody walks as
     entry_id: int = 0  # an audit entry with a before and an after
     picture: str = ""  # an uploaded product picture's name under /media
+    distributor_id: int = 0  # the level-1
+    version_id: int = 0  # a rule version scheduled for later (cancellable)
+    difference_id: int = 0  # a reconciliation difference, unresolved
+    export_ids: dict[str, int] = field(default_factory=dict)  # staff role → a finished export of theirs
 
     def order_of(self, who: str) -> str:
         return self.orders.get(who) or self.orders["customer"]  # someone else's: "not found", never a 500
@@ -124,7 +132,7 @@ def world(app, base, sandbox_user, settings, jobs) -> World:
     w.product_id = item.id
     level1, d1 = _logged_in(sandbox_user, base, "一级店主", distributor=True)
     level2, d2 = _logged_in(sandbox_user, base, "二级店主", referrer=d1, distributor=True)
-    w.slug = d1.unit.slug
+    w.slug, w.distributor_id = d1.unit.slug, d1.id
     customer, _ = _logged_in(sandbox_user, base, "顾客")
     assert customer.get(f"{base}/h5/u/{d2.unit.slug}").status_code == 200  # now the level-2's customer
     paid = w.paid_order = _buy(customer, base, w.product_id, 2)
@@ -167,6 +175,14 @@ def world(app, base, sandbox_user, settings, jobs) -> World:
         browser = requests.Session()
         assert admin_log_in(browser, base, f"walk.{role}").status_code == 302
         w.browsers[role] = browser
+    for role in ("owner", "finance"):  # the roles that may export: a finished export each
+        staff_id = db.session.scalars(select(Staff.id).where(Staff.name == f"walk.{role}")).one()
+        job = Export(request_key=exports.new_request_key(), staff_id=staff_id, source="orders", filters={},
+                     file_name="订单.csv")
+        db.session.add(job)
+        outbox.commit()
+        exports.build(job.id)
+        w.export_ids[role] = job.id
     yield w
     for b in w.browsers.values():
         b.close()
@@ -185,6 +201,14 @@ def _admin_rows(w: World) -> None:
                               "product", w.product_id, before={"price_fen": 16800, "on_sale": True},
                               after={"price_fen": 15800, "on_sale": True}, reason="双十二").id
     outbox.commit()
+    w.version_id = rules.save({"level1_rate_bp": 1200}, reason="双十二活动", actor=audit.SYSTEM,
+                              effective_from=now() + timedelta(days=10))[0].id
+    yesterday = (datetime.now(CHINA) - timedelta(days=1)).date()
+    difference = ReconcileDifference(day=yesterday, channel="wechatpay", kind="trade", ref="FXWALK0001",
+                                     problem="gateway_only", gateway_fen=16800, gateway_state="SUCCESS")
+    db.session.add(difference)
+    outbox.commit()
+    w.difference_id = difference.id
 
 
 def _png() -> bytes:
@@ -206,6 +230,10 @@ ADMIN_ARGS = {
     "entry_id": lambda w: w.entry_id,
     "order_no": lambda w: w.paid_order,
     "filename": lambda w: "admin.css",
+    "distributor_id": lambda w: w.distributor_id,
+    "version_id": lambda w: w.version_id,
+    "difference_id": lambda w: w.difference_id,
+    "day": lambda w: (datetime.now(CHINA) - timedelta(days=1)).date().isoformat(),
 }
 
 
@@ -236,10 +264,13 @@ FILL = {
                                      "token": _pay_token(w.order_of(who))},
     "h5.product": lambda w, who: {"product_id": w.product_id},
     "h5.unit_link": lambda w, who: {"slug": w.slug},
+    "h5.unit_product_link": lambda w, who: {"slug": w.slug, "product_id": w.product_id},
     "h5.static": lambda w, who: {"filename": "weui.min.css"},
     "h5.confirm_transfer": lambda w, who: {"withdrawal_id": w.withdrawal.id},
     "sandbox.static": lambda w, who: {"filename": "sandbox.css"},
     "admin.static": lambda w, who: {"filename": "admin.css"},
+    "admin.export": lambda w, who: {"export_id": w.export_ids.get(who, w.export_ids["owner"])},
+    "admin.export_download": lambda w, who: {"export_id": w.export_ids.get(who, w.export_ids["owner"])},
     "media": lambda w, who: {"filename": w.picture},
     "sandbox.avatar": lambda w, who: {"openid": w.openid},
     "sandbox.media": lambda w, who: {"media_id": w.media_id},
@@ -250,11 +281,12 @@ FILL = {
 
 # Pages each person must see rendered (200, HTML) on the walk.
 RENDERS = {
-    "stranger": lambda w: ["/h5/shop", f"/h5/u/{w.slug}", f"/h5/p/{w.product_id}", "/h5/cart"],
+    "stranger": lambda w: ["/h5/shop", f"/h5/u/{w.slug}", f"/h5/p/{w.product_id}", f"/h5/u/{w.slug}/p/{w.product_id}",
+                           "/h5/cart"],
     "guest_buyer": lambda w: ["/h5/shop", "/h5/orders", f"/h5/orders/{w.orders['guest_buyer']}"],
-    "customer": lambda w: ["/h5/", "/h5/apply", "/h5/orders", f"/h5/orders/{w.orders['customer']}",
+    "customer": lambda w: ["/h5/", "/h5/apply", "/h5/leaderboard", "/h5/orders", f"/h5/orders/{w.orders['customer']}",
                            f"/h5/orders/{w.orders['customer']}/pay", "/h5/notifications"],
-    "level1": lambda w: ["/h5/", "/h5/center", "/h5/team", "/h5/income", "/h5/withdraw", "/h5/qrcode",
+    "level1": lambda w: ["/h5/", "/h5/center", "/h5/leaderboard", "/h5/team", "/h5/income", "/h5/withdraw", "/h5/qrcode",
                          "/h5/unit-orders", "/h5/my-products", f"/h5/withdrawals/{w.withdrawal.id}/confirm"],
     "level2": lambda w: ["/h5/", "/h5/center", "/h5/team", "/h5/income", "/h5/unit-orders"],
 }
