@@ -22,6 +22,10 @@ INDEXES = [
     # The staff's order list filtered by a distributor's mobile (handlers.order_search): one
     # distributor found by its 11 digits, not all of them read.
     ('ix_distributors_mobile', 'distributors', ['mobile']),
+    # A distributor's customers (the team page and the centre, tens of thousands for the biggest):
+    # their ids in order from the index alone, merged against distributors' user ids (a NOT EXISTS
+    # anti-join, both sides index-only) instead of every user row read and every distributor hashed.
+    ('ix_users_referrer_id_id', 'users', ['referrer_id', 'id']),
 ]
 
 
