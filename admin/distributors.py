@@ -14,6 +14,7 @@ from models.order import STATUS_TEXT
 
 from . import bp
 from .auth import actor, requires
+from .exports import button as export_button
 from .support import before_arg, done, filter_args, keyset, run
 
 FILTERS = ("level", "state", "from", "to", "parent", "q")
@@ -40,7 +41,8 @@ def distributors():
     args = filter_args(*FILTERS, "before")
     found = pages.listing(args, before_arg())
     rows, next_before = keyset(found.rows)
-    return render_template("admin/distributors.html", **_context(rows=rows, next_before=next_before, args=args))
+    return render_template("admin/distributors.html", **_context(rows=rows, next_before=next_before, args=args),
+                           export=export_button("distributors", {k: v for k, v in args.items() if k != "before"}))
 
 
 @bp.get("/distributors/<id:distributor_id>")

@@ -140,6 +140,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "order_shipped": Key("", str),
         "order_refunded": Key("", str),
         "commission_clawed_back": Key("", str),
+        "distributor_frozen": Key("", str),
+        "distributor_unfrozen": Key("", str),
     },
     "orders": {
         "pay_timeout_minutes": Key(30, int, _range(1, 24 * 60)),

@@ -38,7 +38,8 @@ from sqlalchemy.exc import IntegrityError
 from models import Export, ExportState, db
 from models.order import STATUS_TEXT
 
-from . import application_queue, audit, catalogue, order_search, order_story, outbox, settings, withdrawals
+from . import (application_queue, audit, catalogue, distributor_pages, order_search, order_story, outbox, settings,
+               withdrawals)
 from . import staff as staff_rules
 from .clock import CHINA, now
 from .errors import DomainError, Forbidden, NotFound
@@ -365,6 +366,18 @@ def _audit_rows(filters: Mapping[str, str]) -> Iterator[Sequence[Any]]:
     return ((e.id, _when(e.at), e.actor, e.action, e.target_type, e.target_id, e.reason, e.ip) for e in found)
 
 
+def _distributor_rows(filters: Mapping[str, str]) -> Iterator[Sequence[Any]]:
+    found = distributor_pages.rows_for_export(dict(filters))
+    first = next(found, None)  # the filters checked now, not at the first row written
+    rows = found if first is None else itertools.chain([first], found)
+    return ((r.distributor.id, r.distributor.real_name, r.distributor.mobile, f"{r.distributor.level} 级",
+             r.parent.real_name if r.parent else "", r.unit.invite_code or "",
+             "冻结" if r.distributor.status == "frozen" else "正常", _when(r.distributor.approved_at),
+             r.figures.customers, r.figures.level2, yuan(r.figures.gross_fen), yuan(r.figures.net_fen),
+             yuan(r.figures.frozen_fen), yuan(max(0, r.figures.withdrawable_fen)), yuan(r.figures.withdrawn_fen),
+             yuan(r.figures.owed_fen)) for r in rows)
+
+
 WITHDRAWAL_STATES = {"requested": "待处理", "transferring": "转账中", "paid": "已打款", "rejected": "已驳回",
                      "failed": "转账未成功"}  # as admin/withdrawals.py STATUS_NAMES
 ORDER_STATES = {status.value: text for status, text in STATUS_TEXT.items()}
@@ -383,3 +396,7 @@ register("products", title="商品", permission="products.view", fields=("shelf"
          headers=("编号", "名称", "价格（元）", "库存", "已售", "状态", "排序", "一级佣金", "二级佣金"), rows=_product_rows)
 register("audit", title="操作日志", permission="audit.view", fields=audit.FILTERS,
          headers=("编号", "时间", "操作人", "操作", "对象类型", "对象编号", "原因", "IP"), rows=_audit_rows)
+register("distributors", title="分销商", permission="distributors.view",
+         fields=("level", "state", "from", "to", "parent", "q"),
+         headers=("编号", "姓名", "手机号", "级别", "上级", "邀请码", "状态", "加入时间", "客户数", "二级数", "销售额（元）",
+                  "净销售额（元）", "冻结佣金（元）", "可提现（元）", "已提现（元）", "待抵扣（元）"), rows=_distributor_rows)

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from admin_helpers import make_staff, post, staff_browser  # noqa: F401
+from app.config import build
 from conftest import needs_postgres
 from distribution_helpers import make_distributor, make_user
 from handlers import distributor_admin, distributor_pages, orders, outbox, referrals, withdrawals
@@ -198,13 +199,28 @@ def test_a_pending_withdrawal_is_not_paid_while_frozen(rich, base, staff_browser
     assert fresh(w.id).status == "requested"
 
 
-def test_the_freeze_notice_goes_to_wechat_as_text_without_a_template(app, settings):
+def test_the_freeze_notice_goes_to_wechat_as_a_template_message(app, settings):
     d = make_distributor("小冻")
-    d.user.subscription = "subscribed"  # customer-service messages reach followers only
-    outbox.commit()
-    assert not settings["templates"].get("distributor_frozen")  # the key is not configured yet
     distributor_admin.freeze(d.id, "核查", actor=Actor("test"))
     outbox.commit()
+    sent = db.session.scalars(select(OutboxRow).where(OutboxRow.task == "wxbot.jobs.send_template")).all()
+    assert any(settings["templates"]["distributor_frozen"] in str(row.args) and "核查" in str(row.args)
+               for row in sent)
+    assert len(notices(d, "distributor_frozen")) == 1
+
+
+def test_the_freeze_notice_goes_to_wechat_as_text_without_a_template(app, settings):
+    raw = {section: dict(values) for section, values in settings.items()}
+    raw["templates"]["distributor_frozen"] = ""  # the merchant has not set this template up
+    app.config["SETTINGS"] = build(raw, {}, "tests")
+    try:
+        d = make_distributor("小冻")
+        d.user.subscription = "subscribed"  # customer-service messages reach followers only
+        outbox.commit()
+        distributor_admin.freeze(d.id, "核查", actor=Actor("test"))
+        outbox.commit()
+    finally:
+        app.config["SETTINGS"] = settings
     texts = db.session.scalars(select(OutboxRow).where(OutboxRow.task == "wxbot.jobs.send_text")).all()
     assert any("分销资格已冻结" in str(row.args) and "核查" in str(row.args) for row in texts)
     assert len(notices(d, "distributor_frozen")) == 1

@@ -155,6 +155,22 @@ def test_withdrawals_export(app, base, staff_browser, rich):
     assert [row[0] for row in listed[1:]] == [str(w.id)] and listed[1][3] == "30.00" and listed[1][6] == "待处理"
 
 
+def test_distributors_export_as_listed(app, base, staff_browser):
+    sellers = [distributor(name) for name in ("卖家甲", "卖家乙", "卖家丙")]
+    paid(customer_of(sellers[0]), {product().id: 2})
+    b = staff_browser("finance")
+    shown = all_pages(b, base, "/admin/distributors", r'href="/admin/distributors/(\d+)"')
+    rows = table(press_export(b, base, "/admin/distributors"))
+    assert rows[0][:4] == ["编号", "姓名", "手机号", "级别"]
+    assert [row[0] for row in rows[1:]] == list(dict.fromkeys(shown)) and len(rows) == 4
+    first = next(row for row in rows[1:] if row[1] == "卖家甲")
+    assert first[8] == "1" and first[10] == "200.00"  # one customer, ¥200 of sales
+    one = table(press_export(b, base, "/admin/distributors", q="卖家乙"))
+    assert [row[1] for row in one[1:]] == ["卖家乙"]
+    assert b.post(f"{base}/admin/exports", data={**export_form(b.get(f"{base}/admin/distributors").text),
+                                                 "level": "3"}).status_code == 400
+
+
 # -- large exports -------------------------------------------------------------------------------
 
 def test_a_large_export_is_a_job_with_a_download_page(app, base, staff_browser, folder, jobs):
