@@ -20,7 +20,7 @@ sequential scan behind them.
 Exit status 0 only when every page meets its target and every plan passes.
 
     .venv/bin/python bench/scale.py                  # 1M users, 100k distributors, 5M orders
-    .venv/bin/python bench/scale.py --small          # 50k users, 5k distributors, 250k orders: about a minute
+    .venv/bin/python bench/scale.py --small          # 50k users, 5k distributors, 250k orders: ready in about a minute
     .venv/bin/python bench/scale.py --reuse          # measure again without loading
 
 **Drops and recreates the bench database** (default
