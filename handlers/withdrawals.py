@@ -433,6 +433,10 @@ class Row:
     distributor: Distributor
     balance: Balance | None
 
+    @property
+    def id(self) -> int:  # where the next page starts (admin.support.keyset)
+        return self.withdrawal.id
+
 
 @dataclass(frozen=True)
 class Listing:

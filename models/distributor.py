@@ -10,8 +10,8 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import (CheckConstraint, ForeignKey, ForeignKeyConstraint, LargeBinary, SmallInteger, String,
-                        UniqueConstraint)
+from sqlalchemy import (CheckConstraint, ForeignKey, ForeignKeyConstraint, Index, LargeBinary, SmallInteger,
+                        String, UniqueConstraint)
 from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
 
 from .base import Base, UTCDateTime, utcnow
@@ -36,6 +36,7 @@ class Distributor(Base):
                         " OR (level = 2 AND parent_id IS NOT NULL AND parent_level IS NOT NULL"
                         " AND parent_level = 1)", name="two_levels"),
         CheckConstraint(check_in("status", DistributorStatus), name="status"),
+        Index("ix_distributors_mobile", "mobile"),  # the staff's order list by a distributor's mobile
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

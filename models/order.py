@@ -53,6 +53,7 @@ class Order(Base):
         CheckConstraint("pay_channel IS NULL OR " + check_in("pay_channel", PayChannel), name="pay_channel"),
         Index("ix_orders_buyer_id_id", "buyer_id", "id"),
         Index("ix_orders_unit_id_id", "unit_id", "id"),
+        Index("ix_orders_unit_id_paid_at", "unit_id", "paid_at"),  # a unit's sales in a period (the centre's reach)
         Index("ix_orders_status_expires_at", "status", "expires_at"),
         # The staff's order list (handlers.order_search): newest first by id
         # within each filter, so a page is an index range scan at any size.

@@ -4,7 +4,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, String
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, UTCDateTime, utcnow
@@ -42,6 +42,7 @@ class User(Base):
         CheckConstraint(check_in("source", Source), name="source"),
         CheckConstraint("referrer_id IS NULL OR referrer_id <> id", name="not_own_referrer"),
         CheckConstraint("(referrer_id IS NULL) = (source = 'organic')", name="source_matches_referrer"),
+        Index("ix_users_referrer_id_id", "referrer_id", "id"),  # a distributor's customers, from the index alone
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -4,6 +4,8 @@ cancelling a transfer, the second approval above [admin]
 dual_approval_fen, rejecting — each with its audit row — and what is refused."""
 from __future__ import annotations
 
+import html
+import re
 import threading
 from datetime import timedelta
 
@@ -57,6 +59,20 @@ def test_the_list_shows_amounts_balance_and_the_total_waiting(rich, base, staff_
     assert bad.status_code == 400 and "日期格式" in bad.text
     paged = b.get(f"{base}/admin/withdrawals", params={"before": w2.id})
     assert f'id="wd-{w1.id}"' in paged.text and f'id="wd-{w2.id}"' not in paged.text
+
+
+def test_more_than_a_page_of_withdrawals_pages_on(rich, base, staff_browser):
+    d = rich()
+    asked = [ask(d, 100).id for _ in range(52)]  # ¥1 each: more than a page of 50
+    b = staff_browser("finance")
+    first = b.get(f"{base}/admin/withdrawals")
+    assert first.status_code == 200 and len(re.findall(r'id="wd-(\d+)"', first.text)) == 50
+    more = re.search(r'href="([^"]+)">下一页', first.text)
+    assert more, "no link to the next page"
+    second = b.get(base + html.unescape(more.group(1)))
+    assert second.status_code == 200
+    shown = re.findall(r'id="wd-(\d+)"', first.text + second.text)
+    assert sorted(map(int, shown)) == sorted(asked)
 
 
 def test_pay_by_hand_from_the_page(rich, base, staff_browser):
