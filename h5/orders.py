@@ -162,9 +162,8 @@ def my_orders():
     tab = next((t for t in TABS if t[0] == request.args.get("tab")), TABS[0])
     found = orders.orders_of(buyer) if not tab[2] else [
         o for status in tab[2] for o in orders.orders_of(buyer, status.value)]
-    for order in found:
-        orders.settle_due(order)
-    outbox.commit()
+    if [order for order in found if orders.settle_due(order)]:
+        outbox.commit()  # only then: a commit would expire every order shown, each read again one by one
     found = sorted((o for o in found if not tab[2] or S(o.status) in tab[2]), key=lambda o: o.id, reverse=True)
     return render_template("orders/list.html", orders=found, tabs=TABS, tab=tab[0], guest=buyer.user is None)
 

@@ -409,13 +409,17 @@ def auto_confirm(order_no: str, at: datetime | None = None) -> Order | None:
     return confirm_receipt(order_no, at)
 
 
-def settle_due(order: Order, at: datetime | None = None) -> None:
-    """Apply a timed move that is due (when there is no worker to run it)."""
+def settle_due(order: Order, at: datetime | None = None) -> bool:
+    """Apply a timed move that is due (when there is no worker to run it);
+    whether one was due."""
     at = at or now()
     if order.status == S.PENDING.value and order.expires_at <= at:
         expire(order.order_no, at)
-    elif order.status == S.SHIPPED.value and order.auto_confirm_at and order.auto_confirm_at <= at:
+        return True
+    if order.status == S.SHIPPED.value and order.auto_confirm_at and order.auto_confirm_at <= at:
         auto_confirm(order.order_no, at)
+        return True
+    return False
 
 
 def sweep(at: datetime | None = None) -> tuple[int, int]:
