@@ -44,7 +44,7 @@ from dataclasses import dataclass, field, fields
 from datetime import date, datetime, time, timedelta
 from typing import Iterable, Mapping
 
-from sqlalchemy import Date, and_, delete, exists, func, literal, select, tuple_
+from sqlalchemy import Date, and_, delete, exists, func, literal, or_, select, tuple_, union_all
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import aliased
@@ -396,41 +396,61 @@ class Report:
         }
 
 
-def _stored_units(first: date, last: date) -> dict[int, UnitFigures]:
-    """Each unit's sums over stored days first..last: whole months from
-    ``monthly_unit_stats``, the days at either end from ``daily_unit_stats``."""
+def _stored_parts(first: date, last: date) -> list:
+    """The stored rows of first..last, each (unit_id, *UNIT_FIELDS): whole
+    months from ``monthly_unit_stats``, the days at either end from
+    ``daily_unit_stats``."""
     if first > last:
-        return {}
+        return []
     months = []
     month = _month_of(first) if first.day == 1 else _next_month(first)
     while _next_month(month) - timedelta(days=1) <= last:
         months.append(month)
         month = _next_month(month)
-    out: dict[int, UnitFigures] = {}
-
-    def add(rows):
-        for unit_id, *values in rows:
-            if unit_id in out:
-                out[unit_id].add_values(values)
-            else:
-                out[unit_id] = UnitFigures(*[int(v or 0) for v in values])
 
     def daily(a: date, b: date):
-        if a <= b:
-            add(db.session.execute(
-                select(DailyUnitStat.unit_id, *[func.sum(getattr(DailyUnitStat, n)) for n in UNIT_FIELDS])
-                .where(DailyUnitStat.day >= a, DailyUnitStat.day <= b).group_by(DailyUnitStat.unit_id)))
+        return [select(DailyUnitStat.unit_id, *[getattr(DailyUnitStat, n) for n in UNIT_FIELDS])
+                .where(DailyUnitStat.day >= a, DailyUnitStat.day <= b)] if a <= b else []
 
     if not months:
-        daily(first, last)
-        return out
-    daily(first, months[0] - timedelta(days=1))
-    add(db.session.execute(
-        select(MonthlyUnitStat.unit_id, *[func.sum(getattr(MonthlyUnitStat, n)) for n in UNIT_FIELDS])
-        .where(MonthlyUnitStat.month >= months[0], MonthlyUnitStat.month <= months[-1])
-        .group_by(MonthlyUnitStat.unit_id)))
-    daily(_next_month(months[-1]), last)
-    return out
+        return daily(first, last)
+    return [*daily(first, months[0] - timedelta(days=1)),
+            select(MonthlyUnitStat.unit_id, *[getattr(MonthlyUnitStat, n) for n in UNIT_FIELDS])
+            .where(MonthlyUnitStat.month >= months[0], MonthlyUnitStat.month <= months[-1]),
+            *daily(_next_month(months[-1]), last)]
+
+
+class _StoredUnits:
+    """Each unit's sums over stored days, summed and ranked by the database:
+    a year of a big shop's units is tens of thousands of rows, of which the
+    page shows thirty."""
+
+    def __init__(self, first: date, last: date) -> None:
+        parts = _stored_parts(first, last)
+        self.empty = not parts
+        if parts:
+            rows = union_all(*parts).subquery() if len(parts) > 1 else parts[0].subquery()
+            self.sums = (select(rows.c.unit_id, *[func.sum(rows.c[n]).label(n) for n in UNIT_FIELDS])
+                         .group_by(rows.c.unit_id).subquery())
+
+    def total(self) -> UnitFigures:
+        if self.empty:
+            return UnitFigures()
+        return UnitFigures(*[int(v or 0) for v in db.session.execute(
+            select(*[func.sum(self.sums.c[n]) for n in UNIT_FIELDS])).one()])
+
+    def ranked(self, order: list, where, limit: int) -> list[int]:
+        if self.empty or limit <= 0:
+            return []
+        return list(db.session.scalars(select(self.sums.c.unit_id).where(where).order_by(*order,
+                                                                                          self.sums.c.unit_id)
+                                       .limit(limit)))
+
+    def of(self, unit_ids: set[int]) -> dict[int, UnitFigures]:
+        if self.empty or not unit_ids:
+            return {}
+        return {unit_id: UnitFigures(*[int(v or 0) for v in values]) for unit_id, *values in db.session.execute(
+            select(self.sums).where(self.sums.c.unit_id.in_(sorted(unit_ids))))}
 
 
 def report(first: date, last: date, at: datetime | None = None) -> Report:
@@ -446,20 +466,33 @@ def report(first: date, last: date, at: datetime | None = None) -> Report:
         for day, *values in db.session.execute(select(DailyStat.day, *columns)
                                                .where(DailyStat.day >= first, DailyStat.day <= past_last)):
             days[_as_date(day)] = DayFigures(*values)
-    units = _stored_units(first, past_last)
+    stored = _StoredUnits(first, past_last)
+    live: dict[int, UnitFigures] = {}
     if last >= now_day:
-        days[now_day], live_units = _today(now_day, at)
-        for unit_id, figures in live_units.items():
-            units.setdefault(unit_id, UnitFigures()).add(figures)
+        days[now_day], live = _today(now_day, at)
     total = DayFigures()
     for figures in days.values():
         total.add(figures)
-    funnel_total = UnitFigures()
-    for figures in units.values():
+    funnel_total = stored.total()
+    for figures in live.values():
         funnel_total.add(figures)
-    top = sorted((u for u, f in units.items() if f.paid_fen or f.refunded_fen),
+    # Candidates, exact: today can lower a stored unit's net sales (refunds) but only for the
+    # units active today, so the stored top TOP_UNITS + len(live) and today's units hold the top;
+    # the funnel's figures only grow, so its stored top and today's units hold it.
+    c = stored.sums.c if not stored.empty else None
+    top_ids = set(live) | set(stored.ranked(
+        [(c.paid_fen - c.refunded_fen).desc()], or_(c.paid_fen != 0, c.refunded_fen != 0),
+        TOP_UNITS + len(live)) if c is not None else [])
+    funnel_ids = set(live) | set(stored.ranked(
+        [c.visits.desc(), c.bound.desc(), c.first_orders.desc()], or_(c.visits != 0, c.bound != 0,
+                                                                      c.first_orders != 0),
+        FUNNEL_UNITS) if c is not None else [])
+    units = stored.of(top_ids | funnel_ids)
+    for unit_id, figures in live.items():
+        units.setdefault(unit_id, UnitFigures()).add(figures)
+    top = sorted((u for u in top_ids if units[u].paid_fen or units[u].refunded_fen),
                  key=lambda u: (-units[u].net_fen, u))[:TOP_UNITS]
-    funnel = sorted((u for u, f in units.items() if f.visits or f.bound or f.first_orders),
+    funnel = sorted((u for u in funnel_ids if units[u].visits or units[u].bound or units[u].first_orders),
                     key=lambda u: (-units[u].visits, -units[u].bound, -units[u].first_orders, u))[:FUNNEL_UNITS]
     names = _unit_names(set(top) | set(funnel))
     line = lambda u: UnitLine(u, names.get(u, f"单元 {u}"), units[u])  # noqa: E731
