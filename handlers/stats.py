@@ -421,36 +421,50 @@ def _stored_parts(first: date, last: date) -> list:
 
 
 class _StoredUnits:
-    """Each unit's sums over stored days, summed and ranked by the database:
-    a year of a big shop's units is tens of thousands of rows, of which the
-    page shows thirty."""
+    """Each unit's sums over stored days, summed and ranked by the database
+    in one pass (a year of a big shop's units is tens of thousands of rows,
+    of which the page shows thirty): the total of every unit, the first
+    ``top`` units by net sales and the first ``funnel`` by visits, bound
+    customers and first orders (units with nothing of the kind last)."""
 
-    def __init__(self, first: date, last: date) -> None:
-        parts = _stored_parts(first, last)
-        self.empty = not parts
-        if parts:
-            rows = union_all(*parts).subquery() if len(parts) > 1 else parts[0].subquery()
-            self.sums = (select(rows.c.unit_id, *[func.sum(rows.c[n]).label(n) for n in UNIT_FIELDS])
-                         .group_by(rows.c.unit_id).subquery())
-
-    def total(self) -> UnitFigures:
-        if self.empty:
-            return UnitFigures()
-        return UnitFigures(*[int(v or 0) for v in db.session.execute(
-            select(*[func.sum(self.sums.c[n]) for n in UNIT_FIELDS])).one()])
-
-    def ranked(self, order: list, where, limit: int) -> list[int]:
-        if self.empty or limit <= 0:
-            return []
-        return list(db.session.scalars(select(self.sums.c.unit_id).where(where).order_by(*order,
-                                                                                          self.sums.c.unit_id)
-                                       .limit(limit)))
+    def __init__(self, first: date, last: date, top: int, funnel: int) -> None:
+        self.parts = _stored_parts(first, last)
+        self.total, self.units = UnitFigures(), {}
+        self.top, self.funnel = [], []
+        if not self.parts:
+            return
+        rows = union_all(*self.parts).subquery() if len(self.parts) > 1 else self.parts[0].subquery()
+        sums = (select(rows.c.unit_id, *[func.sum(rows.c[n]).label(n) for n in UNIT_FIELDS])
+                .group_by(rows.c.unit_id).subquery())
+        c = sums.c
+        sold = or_(c.paid_fen != 0, c.refunded_fen != 0)
+        reached = or_(c.visits != 0, c.bound != 0, c.first_orders != 0)
+        ranked = select(
+            sums, *[func.sum(c[n]).over().label(f"total_{n}") for n in UNIT_FIELDS],
+            func.row_number().over(order_by=[sold.desc(), (c.paid_fen - c.refunded_fen).desc(), c.unit_id])
+            .label("by_sales"),
+            func.row_number().over(order_by=[reached.desc(), c.visits.desc(), c.bound.desc(),
+                                             c.first_orders.desc(), c.unit_id]).label("by_reach")).subquery()
+        found = db.session.execute(select(ranked).where(or_(ranked.c.by_sales <= top, ranked.c.by_reach <= funnel)))
+        for row in found:
+            figures = UnitFigures(*[int(row._mapping[n] or 0) for n in UNIT_FIELDS])
+            self.units[row.unit_id] = figures
+            self.total = UnitFigures(*[int(row._mapping[f"total_{n}"] or 0) for n in UNIT_FIELDS])
+            if row.by_sales <= top and (figures.paid_fen or figures.refunded_fen):
+                self.top.append(row.unit_id)
+            if row.by_reach <= funnel and (figures.visits or figures.bound or figures.first_orders):
+                self.funnel.append(row.unit_id)
 
     def of(self, unit_ids: set[int]) -> dict[int, UnitFigures]:
-        if self.empty or not unit_ids:
-            return {}
-        return {unit_id: UnitFigures(*[int(v or 0) for v in values]) for unit_id, *values in db.session.execute(
-            select(self.sums).where(self.sums.c.unit_id.in_(sorted(unit_ids))))}
+        """These units' sums (the ranked ones are known already)."""
+        missing = sorted(unit_ids - set(self.units))
+        if self.parts and missing:
+            parts = [p.where(p.selected_columns.unit_id.in_(missing)) for p in self.parts]
+            rows = union_all(*parts).subquery() if len(parts) > 1 else parts[0].subquery()
+            for unit_id, *values in db.session.execute(
+                    select(rows.c.unit_id, *[func.sum(rows.c[n]) for n in UNIT_FIELDS]).group_by(rows.c.unit_id)):
+                self.units[unit_id] = UnitFigures(*[int(v or 0) for v in values])
+        return {u: self.units[u] for u in unit_ids if u in self.units}
 
 
 def report(first: date, last: date, at: datetime | None = None) -> Report:
@@ -466,27 +480,20 @@ def report(first: date, last: date, at: datetime | None = None) -> Report:
         for day, *values in db.session.execute(select(DailyStat.day, *columns)
                                                .where(DailyStat.day >= first, DailyStat.day <= past_last)):
             days[_as_date(day)] = DayFigures(*values)
-    stored = _StoredUnits(first, past_last)
     live: dict[int, UnitFigures] = {}
     if last >= now_day:
         days[now_day], live = _today(now_day, at)
+    # Exact with today's rows: today can lower a stored unit's net sales (refunds), but only for
+    # units active today, so the stored first TOP_UNITS + len(live) and today's units hold the top;
+    # the funnel's figures only grow, so its stored first FUNNEL_UNITS and today's units hold it.
+    stored = _StoredUnits(first, past_last, TOP_UNITS + len(live), FUNNEL_UNITS)
     total = DayFigures()
     for figures in days.values():
         total.add(figures)
-    funnel_total = stored.total()
+    funnel_total = stored.total
     for figures in live.values():
         funnel_total.add(figures)
-    # Candidates, exact: today can lower a stored unit's net sales (refunds) but only for the
-    # units active today, so the stored top TOP_UNITS + len(live) and today's units hold the top;
-    # the funnel's figures only grow, so its stored top and today's units hold it.
-    c = stored.sums.c if not stored.empty else None
-    top_ids = set(live) | set(stored.ranked(
-        [(c.paid_fen - c.refunded_fen).desc()], or_(c.paid_fen != 0, c.refunded_fen != 0),
-        TOP_UNITS + len(live)) if c is not None else [])
-    funnel_ids = set(live) | set(stored.ranked(
-        [c.visits.desc(), c.bound.desc(), c.first_orders.desc()], or_(c.visits != 0, c.bound != 0,
-                                                                      c.first_orders != 0),
-        FUNNEL_UNITS) if c is not None else [])
+    top_ids, funnel_ids = set(live) | set(stored.top), set(live) | set(stored.funnel)
     units = stored.of(top_ids | funnel_ids)
     for unit_id, figures in live.items():
         units.setdefault(unit_id, UnitFigures()).add(figures)
