@@ -44,7 +44,7 @@ from dataclasses import dataclass, field, fields
 from datetime import date, datetime, time, timedelta
 from typing import Iterable, Mapping
 
-from sqlalchemy import Date, and_, delete, exists, func, literal, or_, select, tuple_, union_all
+from sqlalchemy import Date, and_, delete, exists, func, literal, or_, select, text, tuple_, union_all
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import aliased
@@ -445,6 +445,9 @@ class _StoredUnits:
             .label("by_sales"),
             func.row_number().over(order_by=[reached.desc(), c.visits.desc(), c.bound.desc(),
                                              c.first_orders.desc(), c.unit_id]).label("by_reach")).subquery()
+        if db.session.get_bind().dialect.name == "postgresql":
+            # Two rankings of every unit of the range: in memory, not in files (this transaction only).
+            db.session.execute(text("SET LOCAL work_mem = '64MB'"))
         found = db.session.execute(select(ranked).where(or_(ranked.c.by_sales <= top, ranked.c.by_reach <= funnel)))
         for row in found:
             figures = UnitFigures(*[int(row._mapping[n] or 0) for n in UNIT_FIELDS])
