@@ -9,7 +9,7 @@ import pytest
 from croniter import croniter
 
 from app.cron import SCHEDULE, resolve
-from conftest import REDIS_URL
+from conftest import second_product
 
 
 @pytest.mark.parametrize("path,expression,what", SCHEDULE, ids=[p for p, _, _ in SCHEDULE])
@@ -21,7 +21,7 @@ def test_each_timetabled_job_exists_and_runs_without_arguments(path, expression,
     assert croniter.is_valid(expression)
 
 
-@pytest.mark.skipif(bool(REDIS_URL), reason="the in-process stand-in is what the try-out has")
-def test_cron_refuses_the_try_out_without_redis(app):
-    result = app.test_cli_runner().invoke(args=["cron"])
+def test_cron_refuses_the_try_out_without_redis(app, settings):
+    with second_product(settings, app={"redis_url": ""}) as try_out, try_out.app_context():
+        result = try_out.test_cli_runner().invoke(args=["cron"])  # the in-process stand-in, as the try-out has
     assert result.exit_code != 0 and "needs Redis" in result.output
