@@ -33,6 +33,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT)]
 
+from bench.benchdb import recreate_database  # noqa: E402
+
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/fx_bench_orders"
 STATES = [("completed", 45), ("shipped", 15), ("paid", 20), ("pending", 5), ("cancelled", 8), ("refunded", 5),
           ("refunding", 2)]
@@ -40,25 +42,6 @@ STATES = [("completed", 45), ("shipped", 15), ("paid", 20), ("pending", 5), ("ca
 
 def log(msg: str) -> None:
     print(f"[admin_orders] {msg}", flush=True)
-
-
-def recreate_database(url: str) -> None:
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    target = make_url(url)
-    if target.get_backend_name() != "postgresql":
-        raise SystemExit("this benchmark measures PostgreSQL: give a postgresql+psycopg:// URL")
-    name = target.database or ""
-    if "bench" not in name:
-        raise SystemExit(f"refusing to drop database {name!r}: its name has no 'bench' in it")
-    admin = create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    finally:
-        admin.dispose()
 
 
 def make_app(url: str):

@@ -45,6 +45,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT)]
 
+from bench.benchdb import recreate_database  # noqa: E402
+
 from bench.scale_load import Facts, Sizes, load  # noqa: E402
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/fx_scale_bench"
@@ -53,25 +55,6 @@ DEFAULT_REDIS = "redis://127.0.0.1:6379/12"
 
 def log(msg: str) -> None:
     print(f"[scale {time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def recreate_database(url: str) -> None:
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    target = make_url(url)
-    if target.get_backend_name() != "postgresql":
-        raise SystemExit("this benchmark measures PostgreSQL: give a postgresql+psycopg:// URL")
-    name = target.database or ""
-    if "bench" not in name:
-        raise SystemExit(f"refusing to drop database {name!r}: its name has no 'bench' in it")
-    admin = create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    finally:
-        admin.dispose()
 
 
 def write_config(url: str, redis_url: str) -> tuple[Path, dict]:
