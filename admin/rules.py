@@ -61,9 +61,7 @@ def rule_save():
     effective_at, reason = request.form.get("effective_at", ""), request.form.get("reason", "")
     try:
         values = {key: rules_.parse(key, text) for key, text in typed.items()}
-        start = rules_.parse_time(effective_at) if when == "later" else None
-        if when == "later" and start is None:
-            raise DomainError("请选择生效时间，或选择立即生效")
+        start = rules_.chosen_start(when, effective_at)
         saved = run(rules_.save, values, reason=reason, actor=actor(), effective_from=start,
                     expected_revision=_revision_seen())
     except DomainError as exc:

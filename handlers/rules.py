@@ -337,6 +337,16 @@ def parse_time(text: str | None) -> datetime | None:
     return moment.replace(tzinfo=CHINA)
 
 
+def chosen_start(when: str, text: str | None) -> datetime | None:
+    """The page's choice: "now" (None), or "later" at a China time, which must then be given."""
+    if when != "later":
+        return None
+    start = parse_time(text)
+    if start is None:
+        raise DomainError("请选择生效时间，或选择立即生效")
+    return start
+
+
 def _when(moment: datetime, since: datetime) -> str:
     return "" if moment <= since else f"{moment.astimezone(CHINA):%Y-%m-%d %H:%M} 起（已排定的版本）"
 

@@ -105,8 +105,26 @@ def _days(first: date, last: date) -> list[date]:
 
 # -- the figures -------------------------------------------------------------------
 
+class _Sums:
+    """Figures that add up field by field; net sales = paid − refunded."""
+
+    paid_fen: int
+    refunded_fen: int
+
+    @property
+    def net_fen(self) -> int:
+        return self.paid_fen - self.refunded_fen
+
+    def add(self, other: "_Sums") -> None:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+    def is_empty(self) -> bool:
+        return not any(getattr(self, f.name) for f in fields(self))
+
+
 @dataclass
-class DayFigures:
+class DayFigures(_Sums):
     paid_fen: int = 0
     orders_paid: int = 0
     refunded_fen: int = 0
@@ -118,17 +136,9 @@ class DayFigures:
     commission_settled_fen: int = 0
     withdrawals_paid_fen: int = 0
 
-    @property
-    def net_fen(self) -> int:
-        return self.paid_fen - self.refunded_fen
-
-    def add(self, other: "DayFigures") -> None:
-        for name in DAY_FIELDS:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-
 
 @dataclass
-class UnitFigures:
+class UnitFigures(_Sums):
     paid_fen: int = 0
     orders_paid: int = 0
     refunded_fen: int = 0
@@ -136,20 +146,6 @@ class UnitFigures:
     visitors: int = 0
     bound: int = 0
     first_orders: int = 0
-
-    @property
-    def net_fen(self) -> int:
-        return self.paid_fen - self.refunded_fen
-
-    def add(self, other: "UnitFigures") -> None:
-        self.add_values(getattr(other, name) for name in UNIT_FIELDS)
-
-    def add_values(self, values: Iterable[int]) -> None:
-        for name, value in zip(UNIT_FIELDS, values):
-            setattr(self, name, getattr(self, name) + int(value or 0))
-
-    def is_empty(self) -> bool:
-        return not any(getattr(self, name) for name in UNIT_FIELDS)
 
 
 DAY_FIELDS = [f.name for f in fields(DayFigures)]
