@@ -11,7 +11,12 @@ SCENE_PREFIX = "u"
 
 
 def invite_code(length: int = INVITE_LENGTH) -> str:
-    return "".join(secrets.choice(INVITE_ALPHABET) for _ in range(length))
+    # Never all digits: staff name a distributor by number or by invite
+    # code in one box, and a code like 234567 would read as a number.
+    while True:
+        code = "".join(secrets.choice(INVITE_ALPHABET) for _ in range(length))
+        if not code.isdigit():
+            return code
 
 
 def normalise_invite_code(text: str) -> str | None:

@@ -110,9 +110,12 @@ def find_target(text: str | None) -> Distributor | None:
         return None
     if text.isascii() and text.isdigit():
         found = db.session.get(Distributor, int(text)) if len(text) <= 9 else None
-        if found is None:
-            raise NotFound(f"没有编号为 {text[:12]} 的分销商")
-        return found
+        if found is not None:
+            return found
+        unit = referrals.find_unit(Source.INVITE, text)  # an all-digit code made before they were refused
+        if unit is None or unit.distributor is None:
+            raise NotFound(f"没有编号或邀请码为 {text[:12]} 的分销商")
+        return unit.distributor
     code = normalise_invite_code(text)
     found = referrals.find_unit(Source.INVITE, code) if code else None
     if found is None or found.distributor is None:

@@ -280,6 +280,19 @@ def test_moving_under_ones_own_recruit_is_a_cycle(app, base, staff_browser):
     assert audits("distributor.move") == []
 
 
+def test_an_all_digit_invite_code_from_before_still_names_its_distributor(app, base, staff_browser):
+    top = make_distributor("一级")
+    older = make_distributor("老码")
+    older.unit.invite_code = "234567"  # made before codes had to hold a letter
+    outbox.commit()
+    b = staff_browser("owner")
+    res = post(b, url(base, top.id, "move"), {"target": "234567", "reason": "调"}, htmx=True)
+    assert res.status_code == 200, res.text
+    assert again(top).level == 2 and again(top).parent_id == older.id
+    res = post(b, url(base, top.id, "move"), {"target": "765432", "reason": "调"}, htmx=True)
+    assert res.status_code == 404 and "765432" in res.text
+
+
 def test_a_move_changes_future_orders_never_past_commission(team, base, staff_browser, settings):
     top, second, other, _ = team
     buyer = customer_of(second)

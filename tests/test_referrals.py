@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import func, select
 
 from distribution_helpers import make_distributor, make_user
-from handlers import outbox, referrals, units
+from handlers import codes, outbox, referrals, units
 from handlers.codes import INVITE_ALPHABET
 from models import ReferralTouch, Source, TouchOutcome, User, db
 
@@ -162,3 +162,11 @@ def test_two_distributors_racing_for_one_new_user_leave_one_owner(app, live):
         assert owner in {d.user_id for d in contenders}
         assert db.session.scalar(select(func.count()).select_from(ReferralTouch)
                                  .where(ReferralTouch.user_id == customer.id)) == len(scenes)
+
+
+def test_an_invite_code_is_never_all_digits(monkeypatch):
+    # Staff type a distributor's number or invite code in one box: a code of
+    # digits only would be read as a number. The first draw here is 222222.
+    draws = iter("222222" + "2A2222")
+    monkeypatch.setattr(codes.secrets, "choice", lambda alphabet: next(draws))
+    assert codes.invite_code() == "2A2222"
