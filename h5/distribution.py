@@ -56,7 +56,7 @@ def apply():
 def center():
     distributor = _distributor_or_apply()
     return render_template("center.html", d=distributor, unit=distributor.unit,
-                           unit_url=unit_url(distributor.unit), team=team.team_of(distributor),
+                           unit_url=unit_url(distributor.unit), team=team.counts_of(distributor),
                            balance=commissions.balance_of(distributor.id), reach=reach.reach_of(distributor.unit.id),
                            unread=notifications.unread_count(distributor.user))
 

@@ -51,6 +51,7 @@ from models.base import insert_ignoring_conflict
 
 from . import notifications, outbox, settings
 from .clock import CHINA, now
+from .stats import china_day  # the China day of a stored instant, in SQL
 
 log = logging.getLogger(__name__)
 C = CommissionState
@@ -276,16 +277,16 @@ def rows_of(distributor_id: int, limit: int = 100) -> list[CommissionLine]:
 
 def income_by_day(distributor_id: int, days: int = 30, at: datetime | None = None) -> list[tuple[str, int]]:
     """Commission posted per China-time day over the last ``days`` days
-    (reversed rows excluded, clawbacks counted), oldest first, zeros included."""
+    (reversed rows excluded, clawbacks counted), oldest first, zeros included.
+    Summed by the database: the biggest distributor posts tens of thousands of rows a month."""
     at = (at or now()).astimezone(CHINA)
     start = (at - timedelta(days=days - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
-    rows = db.session.execute(select(CommissionRow.created_at, CommissionRow.amount_fen).where(
+    by_day = china_day(CommissionRow.created_at)
+    rows = db.session.execute(select(by_day, func.sum(CommissionRow.amount_fen)).where(
         CommissionRow.distributor_id == distributor_id, CommissionRow.created_at >= start,
-        CommissionRow.state != C.REVERSED.value)).all()
-    totals: dict[str, int] = {}
-    for created_at, amount in rows:
-        day = created_at.astimezone(CHINA).strftime("%m-%d")
-        totals[day] = totals.get(day, 0) + amount
+        CommissionRow.state != C.REVERSED.value).group_by(by_day)).all()
+    # "2026-12-01" (a date, or text on SQLite) → "12-01"; SUM is NUMERIC on PostgreSQL.
+    totals = {str(day)[5:10]: int(amount) for day, amount in rows}
     days_shown = [(start + timedelta(days=i)).strftime("%m-%d") for i in range(days)]
     return [(day, totals.get(day, 0)) for day in days_shown]
 

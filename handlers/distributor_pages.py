@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Iterator
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import case, exists, func, or_, select
 from sqlalchemy.orm import aliased
 
 from models import (AuditEntry, Balance, Distributor, DistributorStatus, Order, ReferralTouch, Refund, RefundStatus,
@@ -140,30 +140,37 @@ def _sums(query) -> dict[int, int]:
     return {key: int(value or 0) for key, value in db.session.execute(query)}  # SUM is NUMERIC on PostgreSQL
 
 
+def _not_a_distributor():
+    return ~exists().where(Distributor.user_id == User.id)
+
+
 def figures_of(distributors: list[Distributor]) -> dict[int, Figures]:
-    """Each distributor's figures: five grouped queries over these ids only."""
+    """Each distributor's figures: four grouped queries over these ids only,
+    each an index range per id (a refund is looked up by its order, never
+    every refund read)."""
     ids = [d.id for d in distributors]
     if not ids:
         return {}
-    user_to_id = {d.user_id: d.id for d in distributors}
-    recruit = aliased(Distributor)
-    customers = _sums(select(User.referrer_id, func.count()).outerjoin(recruit, recruit.user_id == User.id)
-                      .where(User.referrer_id.in_(list(user_to_id)), recruit.id.is_(None))
-                      .group_by(User.referrer_id))
+    user_ids = [d.user_id for d in distributors]
+    customers = _sums(select(User.referrer_id, func.count())
+                      .where(User.referrer_id.in_(user_ids), _not_a_distributor()).group_by(User.referrer_id))
     level2 = _sums(select(Distributor.parent_id, func.count()).where(Distributor.parent_id.in_(ids))
                    .group_by(Distributor.parent_id))
-    gross = _sums(select(Order.distributor_id, func.sum(Order.total_fen))
-                  .where(Order.distributor_id.in_(ids), Order.paid_at.is_not(None)).group_by(Order.distributor_id))
-    refunded = _sums(select(Order.distributor_id, func.sum(Refund.amount_fen)).join(Order, Order.id == Refund.order_id)
-                     .where(Order.distributor_id.in_(ids), Refund.status == RefundStatus.SUCCEEDED.value)
-                     .group_by(Order.distributor_id))
+    refunded = (select(func.coalesce(func.sum(Refund.amount_fen), 0))
+                .where(Refund.order_id == Order.id, Refund.status == RefundStatus.SUCCEEDED.value)
+                .correlate(Order).scalar_subquery())
+    # Gross counts paid orders; what was refunded counts on any of their orders, as refunds are.
+    sales = {key: (int(gross or 0), int(back or 0)) for key, gross, back in db.session.execute(
+        select(Order.distributor_id, func.sum(case((Order.paid_at.is_not(None), Order.total_fen))), func.sum(refunded))
+        .where(Order.distributor_id.in_(ids)).group_by(Order.distributor_id))}
     balances = {b.distributor_id: b for b in db.session.scalars(select(Balance).where(Balance.distributor_id.in_(ids)))}
     out = {}
     for d in distributors:
         b = balances.get(d.id)
+        gross, refunded_fen = sales.get(d.id, (0, 0))
         out[d.id] = Figures(
-            customers=customers.get(d.user_id, 0), level2=level2.get(d.id, 0), gross_fen=gross.get(d.id, 0),
-            net_fen=gross.get(d.id, 0) - refunded.get(d.id, 0),
+            customers=customers.get(d.user_id, 0), level2=level2.get(d.id, 0),
+            gross_fen=gross, net_fen=gross - refunded_fen,
             frozen_fen=b.frozen_fen if b else 0, withdrawable_fen=b.withdrawable_fen if b else 0,
             reserved_fen=b.reserved_fen if b else 0, withdrawn_fen=b.withdrawn_fen if b else 0)
     return out
@@ -209,13 +216,11 @@ def customers_of(user_ids: list[int], each: int = TREE_CUSTOMERS) -> tuple[dict[
     newest ``each`` of them, and how many in all."""
     if not user_ids:
         return {}, {}
-    recruit = aliased(Distributor)
-    plain = (User.referrer_id.in_(user_ids), recruit.id.is_(None))
-    counts = _sums(select(User.referrer_id, func.count()).outerjoin(recruit, recruit.user_id == User.id)
-                   .where(*plain).group_by(User.referrer_id))
+    plain = (User.referrer_id.in_(user_ids), _not_a_distributor())
+    counts = _sums(select(User.referrer_id, func.count()).where(*plain).group_by(User.referrer_id))
     ranked = (select(User.id, func.row_number().over(partition_by=User.referrer_id,
                                                      order_by=User.id.desc()).label("n"))
-              .outerjoin(recruit, recruit.user_id == User.id).where(*plain).subquery())
+              .where(*plain).subquery())
     shown: dict[int, list[User]] = {}
     for user in db.session.scalars(select(User).join(ranked, ranked.c.id == User.id).where(ranked.c.n <= each)
                                    .order_by(User.id.desc())):

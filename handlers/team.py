@@ -1,9 +1,9 @@
 """A distributor's team: the people they brought."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import exists, func, literal, select, union_all
 
 from models import Distributor, User, db
 
@@ -12,32 +12,59 @@ LIST_LIMIT = 100
 
 @dataclass
 class Team:
-    customers: list[User]            # brought by me, not distributors
-    distributors: list[Distributor]  # brought by me, now distributors themselves
     customer_count: int
     distributor_count: int
     level2_count: int                # level-2 distributors under me (a level-1 only)
+    customers: list[User] = field(default_factory=list)            # brought by me, not distributors
+    distributors: list[Distributor] = field(default_factory=list)  # brought by me, now distributors themselves
+
+
+def _brought(distributor: Distributor):
+    return User.referrer_id == distributor.user_id
+
+
+def counts_of(distributor: Distributor) -> Team:
+    """The team's three figures (the centre shows only these), in one statement.
+
+    Customers are counted as everyone brought less those who became
+    distributors: a count of the referrer's index entries and a join over
+    the distributors' user ids, both index-only, instead of an anti-join
+    walking tens of thousands of customers against every distributor. One
+    statement is one snapshot, so the difference is exact."""
+    brought = select(func.count()).select_from(User).where(_brought(distributor)).scalar_subquery()
+    recruits = (select(func.count()).select_from(Distributor).join(User, User.id == Distributor.user_id)
+                .where(_brought(distributor)).scalar_subquery())
+    level2 = (select(func.count()).select_from(Distributor).where(Distributor.parent_id == distributor.id)
+              .scalar_subquery())
+    everyone, recruited, under = db.session.execute(select(brought, recruits, level2)).one()
+    return Team(customer_count=everyone - recruited, distributor_count=recruited,
+                level2_count=under if distributor.level == 1 else 0)
 
 
 def team_of(distributor: Distributor) -> Team:
-    # Customers are the users brought who are not distributors: an anti-join
-    # (NOT EXISTS) the planner runs from the indexes alone, even for a
-    # distributor with tens of thousands of customers.
-    customers = select(User).where(User.referrer_id == distributor.user_id,
-                                   ~exists().where(Distributor.user_id == User.id))
-    distributors = (select(Distributor).join(User, Distributor.user_id == User.id)
-                    .where(User.referrer_id == distributor.user_id))
-    count = lambda q: db.session.scalar(select(func.count()).select_from(q.subquery()))  # noqa: E731
-    level2 = 0
-    if distributor.level == 1:
-        level2 = db.session.scalar(select(func.count()).select_from(Distributor)
-                                   .where(Distributor.parent_id == distributor.id))
-    return Team(
-        customers=list(db.session.scalars(customers.where(User.attributed_at.is_not(None))
-                                          .order_by(User.attributed_at.desc()).limit(LIST_LIMIT))),
-        distributors=list(db.session.scalars(distributors.order_by(Distributor.approved_at.desc())
-                                             .limit(LIST_LIMIT))),
-        customer_count=count(customers),
-        distributor_count=count(distributors),
-        level2_count=level2,
-    )
+    """The figures and the newest ``LIST_LIMIT`` of each list.
+
+    One statement reads the recruits' user ids (the same index-only join
+    the centre counts), how many were brought and the level-2s, so the
+    figures are one snapshot; the distributors listed are then read by
+    those user ids, not by walking every distributor newest first."""
+    brought = _brought(distributor)
+    rows = db.session.execute(union_all(
+        select(literal("recruit"), User.id).join(Distributor, Distributor.user_id == User.id).where(brought),
+        select(literal("brought"), func.count()).select_from(User).where(brought),
+        select(literal("level2"), func.count()).select_from(Distributor)
+        .where(Distributor.parent_id == distributor.id))).all()
+    figures = {kind: value for kind, value in rows if kind != "recruit"}
+    recruits = [value for kind, value in rows if kind == "recruit"]
+    team = Team(customer_count=figures["brought"] - len(recruits), distributor_count=len(recruits),
+                level2_count=figures["level2"] if distributor.level == 1 else 0)
+    # Newest first from (referrer_id, attributed_at), each checked against
+    # distributors' user ids, stopping at the limit.
+    team.customers = list(db.session.scalars(
+        select(User).where(brought, User.attributed_at.is_not(None), ~exists().where(Distributor.user_id == User.id))
+        .order_by(User.attributed_at.desc()).limit(LIST_LIMIT)))
+    if recruits:
+        team.distributors = list(db.session.scalars(
+            select(Distributor).where(Distributor.user_id.in_(recruits))
+            .order_by(Distributor.approved_at.desc()).limit(LIST_LIMIT)))
+    return team

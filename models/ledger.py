@@ -50,6 +50,10 @@ class CommissionRow(Base):
         CheckConstraint("rate_bp >= 0 AND rate_bp <= 10000 AND base_fen > 0", name="rate_and_base"),
         Index("ix_commission_rows_distributor_id_created_at", "distributor_id", "created_at"),
         Index("ix_commission_rows_state_settle_at", "state", "settle_at"),
+        # The income page: a distributor's newest rows, and a month of them summed by day from the index alone.
+        Index("ix_commission_rows_distributor_id_id", "distributor_id", "id"),
+        Index("ix_commission_rows_distributor_id_created_at_state_amount", "distributor_id", "created_at", "state",
+              "amount_fen"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

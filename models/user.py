@@ -43,6 +43,7 @@ class User(Base):
         CheckConstraint("referrer_id IS NULL OR referrer_id <> id", name="not_own_referrer"),
         CheckConstraint("(referrer_id IS NULL) = (source = 'organic')", name="source_matches_referrer"),
         Index("ix_users_referrer_id_id", "referrer_id", "id"),  # a distributor's customers, from the index alone
+        Index("ix_users_referrer_id_attributed_at", "referrer_id", "attributed_at"),  # the team page's newest customers
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -5,7 +5,8 @@ Revises: f4a000000020
 Create Date: 2026-12-01 09:00:00
 
 """
-from alembic import op  # noqa: F401
+import sqlalchemy as sa
+from alembic import op
 
 
 revision = 'f5b000000021'
@@ -13,15 +14,40 @@ down_revision = 'f4a000000020'
 branch_labels = None
 depends_on = None
 
-# Filled by the pages-at-scale work of issue 13; left empty when it needs no change.
-INDEXES: list[tuple[str, str, list[str]]] = []
+# (name, table, columns): each one found by bench/scale.py's EXPLAIN at 1 000 000 users,
+# 100 000 distributors and 5 000 000 orders. IF NOT EXISTS: on the bench database they were
+# made by hand first (CREATE INDEX CONCURRENTLY, same names and columns).
+INDEXES = [
+    # The team page's newest customers of a distributor with tens of thousands: read newest first
+    # from the index and stopped at the page's 100, not every customer sorted.
+    ('ix_users_referrer_id_attributed_at', 'users', ['referrer_id', 'attributed_at']),
+    # The income page's rows, newest first: the distributor's last 100, not the table walked by id.
+    ('ix_commission_rows_distributor_id_id', 'commission_rows', ['distributor_id', 'id']),
+    # The income page's 30 days summed by day: the month's rows (24 000 for the biggest) read from
+    # the index alone, not fetched one by one from the table.
+    ('ix_commission_rows_distributor_id_created_at_state_amount', 'commission_rows',
+     ['distributor_id', 'created_at', 'state', 'amount_fen']),
+]
+
+# The staff's order list by a part of a distributor's name: a GIN index of each name's characters
+# (string_to_array(name, NULL) splits into characters), so that only names holding every character
+# typed are read before the LIKE; a trigram index would serve nothing under three characters, and
+# most Chinese names have two or three. SQLite has no such function (it reads its small tables with
+# LIKE): there the name is a plain index on the column, so that the models compare alike.
+NAME_CHARS = 'ix_distributors_real_name_chars'
 
 
 def upgrade():
     for name, table, columns in INDEXES:
-        op.create_index(name, table, columns, unique=False)
+        op.create_index(name, table, columns, unique=False, if_not_exists=True)
+    if op.get_bind().dialect.name == 'postgresql':
+        op.create_index(NAME_CHARS, 'distributors', [sa.text('string_to_array(real_name, NULL)')],
+                        postgresql_using='gin', if_not_exists=True)
+    else:
+        op.create_index(NAME_CHARS, 'distributors', ['real_name'], if_not_exists=True)
 
 
 def downgrade():
+    op.drop_index(NAME_CHARS, table_name='distributors')
     for name, table, _ in reversed(INDEXES):
         op.drop_index(name, table_name=table)
