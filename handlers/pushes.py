@@ -6,10 +6,10 @@ from __future__ import annotations
 import hashlib
 from datetime import timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from models import WxPush, db
-from models.base import insert_ignoring_conflict
 
 from . import settings
 from .clock import now
@@ -27,9 +27,20 @@ def record(key: str, query_key: str, reply: str) -> bool:
     or its query was used for another message (``reply_of`` tells which);
     either way this attempt's work must be rolled back. On PostgreSQL the
     INSERT waits for a twin still committing the same key, then finds it taken."""
-    return db.session.scalars(insert_ignoring_conflict(
-        WxPush, {"key": key, "query_key": query_key, "reply": reply, "created_at": now()}, None)
-        .returning(WxPush.key)).one_or_none() is not None
+    conn = db.session.connection()
+    statement = _RECORD_PG if conn.dialect.name == "postgresql" else _RECORD_SQLITE
+    return conn.execute(statement, {"key": key, "query_key": query_key, "reply": reply,
+                                    "created_at": now()}).first() is not None
+
+
+def _record(dialect_insert):
+    # Built once: the webhook runs it for every push (a cached Core statement, no ORM).
+    return dialect_insert(WxPush.__table__).values(
+        key=bindparam("key"), query_key=bindparam("query_key"), reply=bindparam("reply"),
+        created_at=bindparam("created_at")).on_conflict_do_nothing().returning(WxPush.__table__.c.key)
+
+
+_RECORD_PG, _RECORD_SQLITE = _record(postgresql.insert), _record(sqlite.insert)
 
 
 def reply_of(key: str) -> str | None:

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import String, bindparam, event, func, select, update
+from sqlalchemy.orm import Session
 
+from app.extensions import redis_store
 from models import FirstContact, Subscription, User, db
 from models.base import insert_ignoring_conflict
 
@@ -16,6 +18,13 @@ from .errors import DomainError, NotFound
 
 log = logging.getLogger(__name__)
 MAX_OPENID = 64
+# New followers through a QR code get their profile (and their distributor
+# the new-member notice) from one batch job, ``user/info/batchget``.
+PROFILE_BATCH = 100  # WeChat's limit per call
+PROFILES_ARMED = "wx:profiles:armed"  # a batch is decided and has not started yet
+ARMED_FOR = 30  # seconds: should that batch never start, a later follower decides another
+_ARMED_HERE = "fenxiao.profiles.armed"
+RECENT = timedelta(days=3)  # older users waiting for a profile are not this job's (no late notices)
 
 
 @dataclass
@@ -24,7 +33,7 @@ class Contact:
     created: bool
 
 
-def _check_openid(openid: str) -> None:
+def check_openid(openid: str) -> None:
     if not openid or len(openid) > MAX_OPENID or not openid.isascii() or not openid.isprintable():
         raise DomainError("无效的用户标识")
 
@@ -34,7 +43,7 @@ def record_contact(openid: str, via: FirstContact, at: datetime | None = None, *
     even when two requests for a new person race (INSERT … ON CONFLICT DO
     NOTHING RETURNING). ``first`` are extra columns for a new row. A new
     user's profile is fetched in the background."""
-    _check_openid(openid)
+    check_openid(openid)
     at = at or now()
     values = {"openid": openid, "first_contact": via.value, "created_at": at,
               "subscription": Subscription.NEVER.value, **first}
@@ -95,3 +104,90 @@ def update_profile(openid: str, *, nickname: str | None = None, avatar_url: str 
 
 def get_user(openid: str) -> User | None:
     return db.session.scalars(select(User).where(User.openid == openid)).one_or_none()
+
+
+# --- profiles by the hundred ------------------------------------------------------------
+
+def want_profiles() -> None:
+    """A new user in this transaction waits for the next profile batch:
+    decide one unless one is decided and not started yet (one Redis SET
+    per follower says so). The job clears the mark before it reads who
+    waits, so a follower committed after that decides the next batch. Should
+    a batch be lost anyway, the next one takes whoever still waits."""
+    session = db.session()
+    if session.info.get(_ARMED_HERE):
+        return
+    try:
+        first = redis_store.conn.set(PROFILES_ARMED, b"1", nx=True, ex=ARMED_FOR)
+    except Exception as exc:  # noqa: BLE001 - without Redis, a batch per follower still works
+        log.warning("profile batch mark not read (%s): deciding a batch", exc)
+        first = True
+    if first:
+        session.info[_ARMED_HERE] = True
+        outbox.after_commit("wxbot.jobs.fetch_profiles")
+
+
+@event.listens_for(Session, "after_rollback")
+def _unarm(session: Session) -> None:
+    # The batch this transaction decided is gone with it: the next follower decides one.
+    if session.info.pop(_ARMED_HERE, None):
+        profiles_started()
+
+
+@event.listens_for(Session, "after_commit")
+def _armed(session: Session) -> None:
+    session.info.pop(_ARMED_HERE, None)
+
+
+def profiles_started() -> None:
+    """The batch job starts: followers from now on decide the next one."""
+    try:
+        redis_store.conn.delete(PROFILES_ARMED)
+    except Exception as exc:  # noqa: BLE001 - the mark expires by itself
+        log.warning("profile batch mark not cleared (%s)", exc)
+
+
+def awaiting_profile(limit: int = PROFILE_BATCH, at: datetime | None = None) -> list[str]:
+    """Openids of recent users whose profile was never asked for, oldest first."""
+    since = (at or now()) - RECENT
+    return list(db.session.scalars(
+        select(User.openid).where(User.profile_checked_at.is_(None), User.created_at >= since)
+        .order_by(User.created_at).limit(limit)))
+
+
+_FILL_PROFILE = (
+    update(User.__table__)
+    .where(User.__table__.c.openid == bindparam("b_openid"), User.__table__.c.profile_checked_at.is_(None))
+    # An absent field never erases a known one (an H5 grant may have given it meanwhile).
+    .values(nickname=func.coalesce(bindparam("b_nickname", type_=String), User.__table__.c.nickname),
+            avatar_url=func.coalesce(bindparam("b_avatar_url", type_=String), User.__table__.c.avatar_url),
+            unionid=func.coalesce(bindparam("b_unionid", type_=String), User.__table__.c.unionid),
+            profile_checked_at=bindparam("b_at"))
+    .returning(User.__table__.c.id, User.__table__.c.referrer_id, User.__table__.c.attributed_at))
+
+
+def fill_profiles(infos: dict[str, dict], at: datetime | None = None) -> list[int]:
+    """Record what WeChat told us of each openid (an empty dict: nothing, but
+    asked) on users not checked yet. Returns the ids of those among them
+    bound to a distributor since ``RECENT``, whose notice is the batch's to
+    give (a follower new to us is bound as they are created; a binding by
+    any later touch notifies at once, and the notice's key keeps it single)."""
+    at = at or now()
+    since = at - RECENT
+    bound = []
+    conn = db.session.connection()
+    for openid, info in infos.items():
+        nickname, avatar_url, unionid = _profile_fields(info)
+        row = conn.execute(_FILL_PROFILE, {"b_openid": openid, "b_nickname": nickname, "b_avatar_url": avatar_url,
+                                           "b_unionid": unionid, "b_at": at}).one_or_none()
+        if row is not None and row.referrer_id is not None and row.attributed_at and row.attributed_at >= since:
+            bound.append(row.id)
+    return bound
+
+
+def _profile_fields(info: dict) -> tuple[str | None, str | None, str | None]:
+    nickname = (info.get("nickname") or "").strip()[:64] or None
+    avatar_url = info.get("headimgurl") or ""
+    avatar_url = avatar_url[:512] if avatar_url.startswith(("http://", "https://")) else None
+    unionid = (info.get("unionid") or "")[:64] or None
+    return nickname, avatar_url, unionid

@@ -4,7 +4,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, UTCDateTime, utcnow
@@ -43,6 +43,9 @@ class User(Base):
         CheckConstraint("referrer_id IS NULL OR referrer_id <> id", name="not_own_referrer"),
         CheckConstraint("(referrer_id IS NULL) = (source = 'organic')", name="source_matches_referrer"),
         Index("ix_users_referrer_id_id", "referrer_id", "id"),  # a distributor's customers, from the index alone
+        # New followers waiting for their profile batch (wxbot.jobs.fetch_profiles), oldest first.
+        Index("ix_users_awaiting_profile", "created_at", postgresql_where=text("profile_checked_at IS NULL"),
+              sqlite_where=text("profile_checked_at IS NULL")),
         Index("ix_users_referrer_id_attributed_at", "referrer_id", "attributed_at"),  # the team page's newest customers
     )
 

@@ -153,15 +153,35 @@ def user_info():
     user = find_user(request.args.get("openid", ""))
     if user is None:
         return wx_error(40003, "invalid openid")
+    return jsonify(user_info_of(user))
+
+
+def user_info_of(user: SandboxUser) -> dict:
     if not user.subscribed:
-        return jsonify(subscribe=0, openid=user.openid)
+        return {"subscribe": 0, "openid": user.openid}
     # Since 2021-12-27: no nickname, no headimgurl.
-    return jsonify(
-        subscribe=1, openid=user.openid, language="zh_CN",
-        subscribe_time=int(user.subscribe_time.timestamp()) if user.subscribe_time else 0,
-        remark="", groupid=0, tagid_list=[], subscribe_scene=user.subscribe_scene or "ADD_SCENE_OTHERS",
-        qr_scene=0, qr_scene_str=user.qr_scene_str or "",
-    )
+    return {
+        "subscribe": 1, "openid": user.openid, "language": "zh_CN",
+        "subscribe_time": int(user.subscribe_time.timestamp()) if user.subscribe_time else 0,
+        "remark": "", "groupid": 0, "tagid_list": [], "subscribe_scene": user.subscribe_scene or "ADD_SCENE_OTHERS",
+        "qr_scene": 0, "qr_scene_str": user.qr_scene_str or "",
+    }
+
+
+@bp.post("/cgi-bin/user/info/batchget")
+@needs_token
+def user_info_batch():
+    """Up to 100 users a call; one unknown openid refuses the whole call."""
+    data = json_body()
+    wanted = data.get("user_list") if data else None
+    if not isinstance(wanted, list) or not wanted or not all(isinstance(w, dict) for w in wanted):
+        return wx_error(47001, "data format error")
+    if len(wanted) > 100:
+        return wx_error(45158, "user_list size exceed the limit")
+    found = [find_user(w.get("openid")) for w in wanted]
+    if None in found:
+        return wx_error(40003, "invalid openid")
+    return jsonify(user_info_list=[user_info_of(user) for user in found])
 
 
 TEMPLATE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")

@@ -69,6 +69,9 @@ def subscribe(msg: BaseMessage) -> object:
 @on("event:subscribe_scan")
 def subscribe_scan(msg: BaseMessage) -> object:
     """A follow through a parametric QR code: ``EventKey=qrscene_<scene>``."""
+    new = referrals.new_follower_by_scene(msg.source, msg.scene_id or "")
+    if new is not None:  # the common case, in two statements
+        return commands.welcome(new.user, new.touch)
     user = users.subscribe(msg.source, FirstContact.SCAN).user
     return commands.welcome(user, referrals.attribute_referral(user, Source.QR, msg.scene_id or ""))
 

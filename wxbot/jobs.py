@@ -14,7 +14,7 @@ from pathlib import Path
 from wechatpy.exceptions import WeChatClientException
 
 from app.extensions import redis_store
-from handlers import notifications, outbox, users
+from handlers import notifications, outbox, referrals, users
 
 from .client import wechat_client
 
@@ -120,3 +120,39 @@ def media_id_for(media_key: str, image: str | bytes) -> str:
     result = wechat_client().media.upload("image", ("image.png", io.BytesIO(content)))
     redis_store.conn.set(f"wechat:media:{media_key}", result["media_id"], ex=MEDIA_TTL)
     return result["media_id"]
+
+
+@job
+def fetch_profiles() -> None:
+    """Profiles of new followers, up to 100 a call (``user/info/batchget``),
+    then their distributors' new-member notices. A failure leaves them
+    waiting: the row is retried, and any later batch takes them too."""
+    users.profiles_started()
+    openids = users.awaiting_profile()
+    if not openids:
+        return
+    referrals.notify_new_members(users.fill_profiles(_profiles_of(openids)))
+    if len(openids) == users.PROFILE_BATCH:  # more may wait
+        outbox.after_commit("wxbot.jobs.fetch_profiles")
+
+
+def _profiles_of(openids: list[str]) -> dict[str, dict]:
+    try:
+        listed = wechat_client().user.get_batch(openids)
+    except WeChatClientException as exc:
+        if exc.errcode not in PERMANENT:
+            raise
+        # One bad openid refuses the whole call: ask one by one.
+        log.warning("profile batch refused (%s %s): asking one by one", exc.errcode, exc.errmsg)
+        return {openid: _profile_of(openid) for openid in openids}
+    found = {info.get("openid"): info for info in listed}
+    return {openid: found.get(openid, {}) for openid in openids}
+
+
+def _profile_of(openid: str) -> dict:
+    try:
+        return wechat_client().user.get(openid)
+    except WeChatClientException as exc:
+        if _permanent(exc, f"profile of {openid}"):
+            return {}
+        raise

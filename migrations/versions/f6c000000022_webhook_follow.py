@@ -5,7 +5,8 @@ Revises: f5b000000021
 Create Date: 2026-12-01 09:00:00
 
 """
-from alembic import op  # noqa: F401
+import sqlalchemy as sa
+from alembic import op
 
 
 revision = 'f6c000000022'
@@ -13,15 +14,15 @@ down_revision = 'f5b000000021'
 branch_labels = None
 depends_on = None
 
-# Filled by the webhook work of issue 13; left empty when it needs no change.
-INDEXES: list[tuple[str, str, list[str]]] = []
+# New followers waiting for their profile batch (wxbot.jobs.fetch_profiles),
+# oldest first: a partial index, which the INDEXES list cannot express.
+AWAITING = "profile_checked_at IS NULL"
 
 
 def upgrade():
-    for name, table, columns in INDEXES:
-        op.create_index(name, table, columns, unique=False)
+    op.create_index("ix_users_awaiting_profile", "users", ["created_at"], unique=False,
+                    postgresql_where=sa.text(AWAITING), sqlite_where=sa.text(AWAITING))
 
 
 def downgrade():
-    for name, table, _ in reversed(INDEXES):
-        op.drop_index(name, table_name=table)
+    op.drop_index("ix_users_awaiting_profile", table_name="users")
