@@ -93,6 +93,8 @@ class Refund(Base):
         Index("uq_refunds_one_live_per_payment", "payment_id", unique=True,
               postgresql_where=text("status <> 'failed' AND NOT partial"),
               sqlite_where=text("status <> 'failed' AND NOT partial")),
+        # What was refunded of an order, from the index alone (the centre's reach, the distributors list).
+        Index("ix_refunds_order_id_status_amount", "order_id", "status", "amount_fen"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

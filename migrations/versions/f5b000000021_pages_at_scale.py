@@ -27,7 +27,15 @@ INDEXES = [
     # the index alone, not fetched one by one from the table.
     ('ix_commission_rows_distributor_id_created_at_state_amount', 'commission_rows',
      ['distributor_id', 'created_at', 'state', 'amount_fen']),
+    # What was refunded of each order the centre's reach and the distributors list sum (a probe per
+    # order): answered from the index, not from the refund's row.
+    ('ix_refunds_order_id_status_amount', 'refunds', ['order_id', 'status', 'amount_fen']),
 ]
+
+# The centre's reach: the biggest unit's orders paid this week (thousands) summed from the index
+# alone — the planner otherwise walks every shop's week by paid_at. INCLUDE is PostgreSQL's; on
+# SQLite it is the plain (unit_id, paid_at).
+SALES = ('ix_orders_unit_id_paid_at_sales', 'orders', ['unit_id', 'paid_at'], ['status', 'total_fen', 'id'])
 
 # The staff's order list by a part of a distributor's name: a GIN index of each name's characters
 # (string_to_array(name, NULL) splits into characters), so that only names holding every character
@@ -40,6 +48,8 @@ NAME_CHARS = 'ix_distributors_real_name_chars'
 def upgrade():
     for name, table, columns in INDEXES:
         op.create_index(name, table, columns, unique=False, if_not_exists=True)
+    name, table, columns, include = SALES
+    op.create_index(name, table, columns, postgresql_include=include, if_not_exists=True)
     if op.get_bind().dialect.name == 'postgresql':
         op.create_index(NAME_CHARS, 'distributors', [sa.text('string_to_array(real_name, NULL)')],
                         postgresql_using='gin', if_not_exists=True)
@@ -49,5 +59,6 @@ def upgrade():
 
 def downgrade():
     op.drop_index(NAME_CHARS, table_name='distributors')
+    op.drop_index(SALES[0], table_name=SALES[1])
     for name, table, _ in reversed(INDEXES):
         op.drop_index(name, table_name=table)
