@@ -42,9 +42,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime, time, timedelta
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
-from sqlalchemy import Date, and_, delete, exists, func, literal, or_, select, text, tuple_, union_all
+from sqlalchemy import Date, Integer, and_, any_, delete, exists, func, literal, select, tuple_, union_all
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import aliased
@@ -135,6 +135,15 @@ class DayFigures(_Sums):
     commission_accrued_fen: int = 0
     commission_settled_fen: int = 0
     withdrawals_paid_fen: int = 0
+    # The sums of its units' figures (the funnel's "all units" line; the sales above are too).
+    visits: int = 0
+    visitors: int = 0
+    bound: int = 0
+    first_orders: int = 0
+
+    def add_units(self, units: "UnitFigures") -> None:
+        for name in UNIT_FIELDS:
+            setattr(self, name, getattr(self, name) + getattr(units, name))
 
 
 @dataclass
@@ -184,10 +193,17 @@ def _first_orders(start: datetime, end: datetime) -> list:
     return rows
 
 
+def _first_visit_since(day_start: datetime):
+    """The visit is its visitor's first to the unit since ``day_start``."""
+    earlier = aliased(UnitVisit)
+    return ~exists().where(earlier.unit_id == UnitVisit.unit_id, earlier.visitor == UnitVisit.visitor,
+                           earlier.at >= day_start, tuple_(earlier.at, earlier.id) < tuple_(UnitVisit.at, UnitVisit.id))
+
+
 def compute(first: date, last: date, since: datetime | None = None, until: datetime | None = None,
             ) -> tuple[dict[date, DayFigures], dict[tuple[date, int], UnitFigures]]:
     """Every figure of days first..last, straight from the rows; only of
-    rows stamped in [since, until) when given (a part of today)."""
+    rows stamped in [since, until) when given (a part of one day: today)."""
     start, end = _span(first, last)
     start, end = max(start, since or start), min(end, until or end)
     days = {d: DayFigures() for d in _days(first, last)}
@@ -223,16 +239,19 @@ def compute(first: date, last: date, since: datetime | None = None, until: datet
     put_unit(_grouped(Refund.finished_at, start, end, func.coalesce(func.sum(Refund.amount_fen), 0),
                       by_unit=Order.unit_id, where=_refund_kept(),
                       from_=Refund.__table__.join(Order.__table__, Order.id == Refund.order_id)), "refunded_fen")
-    put_unit(_grouped(UnitVisit.at, start, end, func.count(), func.count(UnitVisit.visitor.distinct()),
-                      by_unit=UnitVisit.unit_id), "visits", "visitors")
+    if (start, end) == _span(first, last):
+        put_unit(_grouped(UnitVisit.at, start, end, func.count(), func.count(UnitVisit.visitor.distinct()),
+                          by_unit=UnitVisit.unit_id), "visits", "visitors")
+    else:  # a part of one day: its visitors are those who came for the first time that day (parts add up)
+        put_unit(_grouped(UnitVisit.at, start, end, func.count(),
+                          func.count().filter(_first_visit_since(_span(first, first)[0])),
+                          by_unit=UnitVisit.unit_id), "visits", "visitors")
     put_unit(_grouped(ReferralTouch.at, start, end, func.count(), by_unit=ReferralTouch.unit_id,
                       where=(ReferralTouch.outcome == TouchOutcome.BOUND.value, ReferralTouch.unit_id.is_not(None))),
              "bound")
     put_unit(_first_orders(start, end), "first_orders")
-    for (d, _), figures in units.items():  # the shop's sales are its units' (one read of the rows)
-        days[d].paid_fen += figures.paid_fen
-        days[d].orders_paid += figures.orders_paid
-        days[d].refunded_fen += figures.refunded_fen
+    for (d, _), figures in units.items():  # the shop's sales and funnel are its units' (one read of the rows)
+        days[d].add_units(figures)
     return days, units
 
 
@@ -392,10 +411,38 @@ class Report:
         }
 
 
-def _stored_parts(first: date, last: date) -> list:
-    """The stored rows of first..last, each (unit_id, *UNIT_FIELDS): whole
-    months from ``monthly_unit_stats``, the days at either end from
-    ``daily_unit_stats``."""
+# -- the ranked units: the first few of tens of thousands -------------------------
+
+@dataclass(frozen=True)
+class _Part:
+    """Stored unit rows of days ``first``..``last``: whole months from
+    ``monthly_unit_stats`` (``first`` and ``last`` are months' first days), or
+    single days from ``daily_unit_stats``."""
+    monthly: bool
+    first: date
+    last: date
+
+    @property
+    def model(self):
+        return MonthlyUnitStat if self.monthly else DailyUnitStat
+
+    @property
+    def key(self):
+        return MonthlyUnitStat.month if self.monthly else DailyUnitStat.day
+
+    def keys(self) -> list[date]:
+        if not self.monthly:
+            return _days(self.first, self.last)
+        months, month = [], self.first
+        while month <= self.last:
+            months.append(month)
+            month = _next_month(month)
+        return months
+
+
+def _stored_parts(first: date, last: date) -> list[_Part]:
+    """What days first..last read: their whole months from the monthly
+    rows, the days at either end from the daily ones."""
     if first > last:
         return []
     months = []
@@ -403,72 +450,138 @@ def _stored_parts(first: date, last: date) -> list:
     while _next_month(month) - timedelta(days=1) <= last:
         months.append(month)
         month = _next_month(month)
-
-    def daily(a: date, b: date):
-        return [select(DailyUnitStat.unit_id, *[getattr(DailyUnitStat, n) for n in UNIT_FIELDS])
-                .where(DailyUnitStat.day >= a, DailyUnitStat.day <= b)] if a <= b else []
-
     if not months:
-        return daily(first, last)
-    return [*daily(first, months[0] - timedelta(days=1)),
-            select(MonthlyUnitStat.unit_id, *[getattr(MonthlyUnitStat, n) for n in UNIT_FIELDS])
-            .where(MonthlyUnitStat.month >= months[0], MonthlyUnitStat.month <= months[-1]),
-            *daily(_next_month(months[-1]), last)]
+        return [_Part(False, first, last)]
+    parts = [_Part(False, first, months[0] - timedelta(days=1)), _Part(True, months[0], months[-1]),
+             _Part(False, _next_month(months[-1]), last)]
+    return [p for p in parts if p.first <= p.last]
 
 
-class _StoredUnits:
-    """Each unit's sums over stored days, summed and ranked by the database
-    in one pass (a year of a big shop's units is tens of thousands of rows,
-    of which the page shows thirty): the total of every unit, the first
-    ``top`` units by net sales and the first ``funnel`` by visits, bound
-    customers and first orders (units with nothing of the kind last)."""
+# How many units of each stored day or month a ranking reads first, by each figure it ranks
+# on: a few times the length of the list shown, so that, with a shop's usual skew, the units
+# read are enough to prove the ranking exact at once; more are read when they are not.
+LEADERS_READ = 40
 
-    def __init__(self, first: date, last: date, top: int, funnel: int) -> None:
-        self.parts = _stored_parts(first, last)
-        self.total, self.units = UnitFigures(), {}
-        self.top, self.funnel = [], []
+
+def _leaders(parts: list[_Part], figures: tuple[str, ...], limit: int) -> dict[tuple[str, object], list]:
+    """For each figure of ``figures`` and each stored day or month of
+    ``parts`` holding rows, its first ``limit`` (unit_id, figure) by that
+    figure, largest first. On PostgreSQL a few rows of an index per day or
+    month (a LATERAL join); elsewhere (SQLite, small) a window over the rows."""
+    if not parts:
+        return {}
+    postgres = db.session.get_bind().dialect.name == "postgresql"
+    queries = []
+    for part in parts:
+        model, key = part.model, part.key
+        for n, name in enumerate(figures):
+            figure = getattr(model, name)
+            if postgres:
+                keys = select(func.unnest(literal(part.keys(), postgresql.ARRAY(Date()))).label("k")).subquery("keys")
+                first = (select(model.unit_id, figure.label("value")).where(key == keys.c.k)
+                         .order_by(figure.desc()).limit(limit).lateral("first_rows"))
+                queries.append(select(literal(n).label("figure"), keys.c.k, first.c.unit_id, first.c.value)
+                               .select_from(keys.join(first, literal(True))))
+            else:
+                place = func.row_number().over(partition_by=key, order_by=figure.desc()).label("place")
+                rows = select(key.label("k"), model.unit_id, figure.label("value"), place).where(
+                    key >= part.first, key <= part.last).subquery()
+                queries.append(select(literal(n).label("figure"), rows.c.k, rows.c.unit_id, rows.c.value)
+                               .where(rows.c.place <= limit))
+    runs: dict[tuple[str, object], list] = {}  # a day at either end is never in a month read whole
+    for n, k, unit_id, value in db.session.execute(union_all(*queries) if len(queries) > 1 else queries[0]):
+        runs.setdefault((figures[n], k), []).append((unit_id, int(value)))
+    return {run: sorted(rows, key=lambda r: -r[1]) for run, rows in runs.items()}
+
+
+class _UnitSums:
+    """Units' exact figures over the range: their stored rows summed (a few
+    units at a time, from the (unit_id, day) indexes) plus today's newest."""
+
+    def __init__(self, parts: list[_Part], live: Mapping[int, UnitFigures]) -> None:
+        self.parts, self.live, self.known = parts, live, {}
+
+    def of(self, unit_ids: Iterable[int]) -> dict[int, UnitFigures]:
+        missing = sorted(set(unit_ids) - set(self.known))
+        if missing:
+            stored = self._stored(missing)
+            for unit_id in missing:
+                figures = UnitFigures()
+                for part in (stored.get(unit_id), self.live.get(unit_id)):
+                    if part is not None:
+                        figures.add(part)
+                self.known[unit_id] = figures
+        return self.known
+
+    def _stored(self, unit_ids: list[int]) -> dict[int, UnitFigures]:
         if not self.parts:
-            return
-        rows = union_all(*self.parts).subquery() if len(self.parts) > 1 else self.parts[0].subquery()
-        sums = (select(rows.c.unit_id, *[func.sum(rows.c[n]).label(n) for n in UNIT_FIELDS])
-                .group_by(rows.c.unit_id).subquery())
-        c = sums.c
-        sold = or_(c.paid_fen != 0, c.refunded_fen != 0)
-        reached = or_(c.visits != 0, c.bound != 0, c.first_orders != 0)
-        ranked = select(
-            sums, *[func.sum(c[n]).over().label(f"total_{n}") for n in UNIT_FIELDS],
-            func.row_number().over(order_by=[sold.desc(), (c.paid_fen - c.refunded_fen).desc(), c.unit_id])
-            .label("by_sales"),
-            func.row_number().over(order_by=[reached.desc(), c.visits.desc(), c.bound.desc(),
-                                             c.first_orders.desc(), c.unit_id]).label("by_reach")).subquery()
-        if db.session.get_bind().dialect.name == "postgresql":
-            # Two rankings of every unit of the range: in memory, not in files (this transaction only).
-            db.session.execute(text("SET LOCAL work_mem = '64MB'"))
-        found = db.session.execute(select(ranked).where(or_(ranked.c.by_sales <= top, ranked.c.by_reach <= funnel)))
-        for row in found:
-            figures = UnitFigures(*[int(row._mapping[n] or 0) for n in UNIT_FIELDS])
-            self.units[row.unit_id] = figures
-            self.total = UnitFigures(*[int(row._mapping[f"total_{n}"] or 0) for n in UNIT_FIELDS])
-            if row.by_sales <= top and (figures.paid_fen or figures.refunded_fen):
-                self.top.append(row.unit_id)
-            if row.by_reach <= funnel and (figures.visits or figures.bound or figures.first_orders):
-                self.funnel.append(row.unit_id)
+            return {}
+        if db.session.get_bind().dialect.name == "postgresql":  # one array, however many units
+            ids = literal(unit_ids, postgresql.ARRAY(Integer()))
+            among = lambda model: model.unit_id == any_(ids)  # noqa: E731
+        else:
+            among = lambda model: model.unit_id.in_(unit_ids)  # noqa: E731
+        selects = [select(p.model.unit_id, *[getattr(p.model, n) for n in UNIT_FIELDS])
+                   .where(among(p.model), p.key >= p.first, p.key <= p.last) for p in self.parts]
+        rows = union_all(*selects).subquery() if len(selects) > 1 else selects[0].subquery()
+        return {unit_id: UnitFigures(*[int(v or 0) for v in values]) for unit_id, *values in db.session.execute(
+            select(rows.c.unit_id, *[func.sum(rows.c[n]) for n in UNIT_FIELDS]).group_by(rows.c.unit_id))}
 
-    def of(self, unit_ids: set[int]) -> dict[int, UnitFigures]:
-        """These units' sums (the ranked ones are known already)."""
-        missing = sorted(unit_ids - set(self.units))
-        if self.parts and missing:
-            parts = [p.where(p.selected_columns.unit_id.in_(missing)) for p in self.parts]
-            rows = union_all(*parts).subquery() if len(parts) > 1 else parts[0].subquery()
-            for unit_id, *values in db.session.execute(
-                    select(rows.c.unit_id, *[func.sum(rows.c[n]) for n in UNIT_FIELDS]).group_by(rows.c.unit_id)):
-                self.units[unit_id] = UnitFigures(*[int(v or 0) for v in values])
-        return {u: self.units[u] for u in unit_ids if u in self.units}
+
+@dataclass(frozen=True)
+class _Ranking:
+    """An order of units, largest ``score`` first (a tuple of figures,
+    compared in order; then the smaller unit id). ``read`` are stored
+    figures, one per place of ``score``, never smaller than it in any day
+    (paid sales bound net sales; visits are visits). ``shown``: who may be
+    listed; ``hidden_at_zero``: a unit whose ``read`` figures are all 0 on
+    every day is not shown."""
+    read: tuple[str, ...]
+    score: Callable[[UnitFigures], tuple]
+    shown: Callable[[UnitFigures], bool]
+    hidden_at_zero: bool
+
+
+BY_SALES = _Ranking(("paid_fen",), lambda f: (f.net_fen,), lambda f: bool(f.paid_fen or f.refunded_fen), False)
+BY_REACH = _Ranking(("visits", "bound", "first_orders"), lambda f: (f.visits, f.bound, f.first_orders),
+                    lambda f: bool(f.visits or f.bound or f.first_orders), True)
+
+
+def _ranked(ranking: _Ranking, count: int, parts: list[_Part], live: Mapping[int, UnitFigures],
+            sums: _UnitSums) -> list[int]:
+    """The first ``count`` units by ``ranking`` over the stored parts plus
+    today's newest rows, exactly, without summing every unit (Fagin's
+    threshold algorithm): read each day's (month's, today's) first units by
+    each figure of ``ranking.read``. A unit read nowhere has, for each of
+    them, at most the sum over the days of the last figure read there (0
+    where every row was read) — so once the last unit chosen among those
+    read scores more than those sums, no other can take its place.
+    Otherwise read further, down to every row if need be."""
+    limit = max(LEADERS_READ, count)
+    while True:
+        runs = _leaders(parts, ranking.read, limit)
+        for name in ranking.read:
+            runs[(name, "live")] = sorted(((u, getattr(f, name)) for u, f in live.items()), key=lambda r: -r[1])[:limit]
+        candidates, unread_at_most = set(), dict.fromkeys(ranking.read, 0)
+        for (name, _), run in runs.items():
+            candidates.update(unit_id for unit_id, _ in run)
+            if len(run) == limit:  # the day may hold more rows
+                unread_at_most[name] += max(run[-1][1], 0)
+        bound = tuple(unread_at_most.values())
+        figures = sums.of(candidates)
+        chosen = sorted((u for u in candidates if ranking.shown(figures[u])),
+                        key=lambda u: (tuple(-v for v in ranking.score(figures[u])), u))[:count]
+        if not any(bound) and (ranking.hidden_at_zero or all(len(run) < limit for run in runs.values())):
+            return chosen  # every unit that can be shown was read
+        if len(chosen) == count and ranking.score(figures[chosen[-1]]) > bound:
+            return chosen
+        limit *= 8
 
 
 def report(first: date, last: date, at: datetime | None = None) -> Report:
     """The figures of days first..last: past days from the table (stale ones
-    recomputed first: the caller commits), today live."""
+    recomputed first: the caller commits), today's stored part plus its
+    newest rows."""
     at = at or now()
     now_day = today(at)
     refresh(first, last, at)
@@ -482,26 +595,17 @@ def report(first: date, last: date, at: datetime | None = None) -> Report:
     live: dict[int, UnitFigures] = {}
     if last >= now_day:
         days[now_day], live = _today(now_day, at)
-    # Exact with today's rows: today can lower a stored unit's net sales (refunds), but only for
-    # units active today, so the stored first TOP_UNITS + len(live) and today's units hold the top;
-    # the funnel's figures only grow, so its stored first FUNNEL_UNITS and today's units hold it.
-    stored = _StoredUnits(first, past_last, TOP_UNITS + len(live), FUNNEL_UNITS)
     total = DayFigures()
     for figures in days.values():
         total.add(figures)
-    funnel_total = stored.total
-    for figures in live.values():
-        funnel_total.add(figures)
-    top_ids, funnel_ids = set(live) | set(stored.top), set(live) | set(stored.funnel)
-    units = stored.of(top_ids | funnel_ids)
-    for unit_id, figures in live.items():
-        units.setdefault(unit_id, UnitFigures()).add(figures)
-    top = sorted((u for u in top_ids if units[u].paid_fen or units[u].refunded_fen),
-                 key=lambda u: (-units[u].net_fen, u))[:TOP_UNITS]
-    funnel = sorted((u for u in funnel_ids if units[u].visits or units[u].bound or units[u].first_orders),
-                    key=lambda u: (-units[u].visits, -units[u].bound, -units[u].first_orders, u))[:FUNNEL_UNITS]
+    parts = _stored_parts(first, past_last) + ([_Part(False, now_day, now_day)] if last >= now_day else [])
+    sums = _UnitSums(parts, live)
+    top = _ranked(BY_SALES, TOP_UNITS, parts, live, sums)
+    funnel = _ranked(BY_REACH, FUNNEL_UNITS, parts, live, sums)
+    units = sums.known
     names = _unit_names(set(top) | set(funnel))
     line = lambda u: UnitLine(u, names.get(u, f"单元 {u}"), units[u])  # noqa: E731
+    funnel_total = UnitFigures(**{name: getattr(total, name) for name in UNIT_FIELDS})
     return Report(first, last, days, total, [line(u) for u in top], [line(u) for u in funnel], funnel_total)
 
 
@@ -520,26 +624,20 @@ def _today(day: date, at: datetime) -> tuple[DayFigures, dict[int, UnitFigures]]
     """Today's figures, exact: the stored part of today (counted again, by
     adding the rows since, when older than SNAPSHOT_EVERY) plus the rows
     stamped after it, counted live — a few minutes of rows, whatever the
-    size of the shop. Distinct visitors do not add up across parts: they
-    are counted over the whole day."""
-    start, end = _span(day, day)
+    size of the shop. Returns the day's figures and the units of the rows
+    since (the units' stored part is read with the past days'). The stored
+    part stays as read until the page commits: a page refreshing it waits."""
+    start, _ = _span(day, day)
     row = db.session.get(DailyStat, day)
     if row is None or at - row.computed_at >= SNAPSHOT_EVERY:
         row = _snapshot_today(day, at)
+    else:
+        row = db.session.scalars(select(DailyStat).where(DailyStat.day == day).with_for_update(read=True)
+                                 .execution_options(populate_existing=True)).one()
     figures = DayFigures(**{name: getattr(row, name) for name in DAY_FIELDS})
-    columns = [getattr(DailyUnitStat, name) for name in UNIT_FIELDS]
-    units = {unit_id: UnitFigures(*values) for unit_id, *values in db.session.execute(
-        select(DailyUnitStat.unit_id, *columns).where(DailyUnitStat.day == day))}
     live_days, live_units = compute(day, day, since=_covered(row, start))
     figures.add(live_days[day])
-    for (_, unit_id), extra in live_units.items():
-        units.setdefault(unit_id, UnitFigures()).add(extra)
-    for unit_figures in units.values():
-        unit_figures.visitors = 0
-    for _, unit_id, visitors in _grouped(UnitVisit.at, start, end, func.count(UnitVisit.visitor.distinct()),
-                                         by_unit=UnitVisit.unit_id):
-        units.setdefault(unit_id, UnitFigures()).visitors = int(visitors)
-    return figures, units
+    return figures, {unit_id: extra for (_, unit_id), extra in live_units.items()}
 
 
 def _snapshot_today(day: date, at: datetime) -> DailyStat:
@@ -559,15 +657,13 @@ def _snapshot_today(day: date, at: datetime) -> DailyStat:
     for name in DAY_FIELDS:
         setattr(row, name, getattr(row, name) + getattr(days[day], name))
     row.computed_at = at
-    stored = {r.unit_id: r for r in db.session.scalars(
-        select(DailyUnitStat).where(DailyUnitStat.day == day).execution_options(populate_existing=True))}
-    for (_, unit_id), extra in units.items():
-        target = stored.get(unit_id)
-        if target is None:
-            target = DailyUnitStat(day=day, unit_id=unit_id, **dict.fromkeys(UNIT_FIELDS, 0))
-            db.session.add(target)
-        for name in UNIT_FIELDS:
-            setattr(target, name, getattr(target, name) + getattr(extra, name))
+    if units:
+        dialect = db.session.get_bind().dialect.name
+        insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(DailyUnitStat)
+        db.session.execute(
+            insert.on_conflict_do_update(index_elements=["day", "unit_id"],
+                                         set_={n: getattr(DailyUnitStat, n) + insert.excluded[n] for n in UNIT_FIELDS}),
+            [dict(day=day, unit_id=unit_id, **vars(extra)) for (_, unit_id), extra in units.items()])
     db.session.flush()
     return row
 

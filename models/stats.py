@@ -21,6 +21,7 @@ from .distributor import Distributor
 from .ledger import CommissionRow, Withdrawal
 from .order import Order
 from .payment import Refund
+from .reach import UnitVisit
 from .referral import ReferralTouch
 from .user import User
 
@@ -41,6 +42,11 @@ class DailyStat(Base):
     commission_accrued_fen: Mapped[Fen] = mapped_column(default=0)   # commission rows created
     commission_settled_fen: Mapped[Fen] = mapped_column(default=0)   # became withdrawable, clawbacks net
     withdrawals_paid_fen: Mapped[Fen] = mapped_column(default=0)     # withdrawals paid out
+    # The sums of the day's unit rows (daily_unit_stats), for the funnel's "all units" line.
+    visits: Mapped[int] = mapped_column(default=0, server_default="0")
+    visitors: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    bound: Mapped[int] = mapped_column(default=0, server_default="0")
+    first_orders: Mapped[int] = mapped_column(default=0, server_default="0")
     computed_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
@@ -90,3 +96,20 @@ Index("ix_stats_commission_rows_created_at", CommissionRow.created_at)
 Index("ix_stats_commission_rows_settled_at", CommissionRow.settled_at)
 Index("ix_stats_withdrawals_decided_at", Withdrawal.decided_at)
 Index("ix_stats_referral_touches_at", ReferralTouch.at)
+# A visitor's first visit of the day to a unit (today's part counts visitors that way, so
+# its parts add up): "no earlier visit of theirs today" is one probe of this index.
+Index("ix_stats_unit_visits_unit_id_visitor_at", UnitVisit.unit_id, UnitVisit.visitor, UnitVisit.at)
+# The ranking of units (handlers.stats): the first rows of each stored day or month by paid
+# sales, visits, bound customers or first orders, read in order from an index; then those few
+# units' rows summed.
+Index("ix_daily_unit_stats_day_paid_fen", DailyUnitStat.day, DailyUnitStat.paid_fen, DailyUnitStat.unit_id)
+Index("ix_daily_unit_stats_day_visits", DailyUnitStat.day, DailyUnitStat.visits, DailyUnitStat.unit_id)
+Index("ix_daily_unit_stats_day_bound", DailyUnitStat.day, DailyUnitStat.bound, DailyUnitStat.unit_id)
+Index("ix_daily_unit_stats_day_first_orders", DailyUnitStat.day, DailyUnitStat.first_orders, DailyUnitStat.unit_id)
+Index("ix_daily_unit_stats_unit_id_day", DailyUnitStat.unit_id, DailyUnitStat.day)
+Index("ix_monthly_unit_stats_month_paid_fen", MonthlyUnitStat.month, MonthlyUnitStat.paid_fen, MonthlyUnitStat.unit_id)
+Index("ix_monthly_unit_stats_month_visits", MonthlyUnitStat.month, MonthlyUnitStat.visits, MonthlyUnitStat.unit_id)
+Index("ix_monthly_unit_stats_month_bound", MonthlyUnitStat.month, MonthlyUnitStat.bound, MonthlyUnitStat.unit_id)
+Index("ix_monthly_unit_stats_month_first_orders", MonthlyUnitStat.month, MonthlyUnitStat.first_orders,
+      MonthlyUnitStat.unit_id)
+Index("ix_monthly_unit_stats_unit_id_month", MonthlyUnitStat.unit_id, MonthlyUnitStat.month)

@@ -14,7 +14,8 @@ import threading
 from datetime import date, datetime, time, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy.orm import aliased
 
 from admin_helpers import make_staff, staff_browser  # noqa: F401  (fixtures)
 from conftest import needs_postgres
@@ -173,6 +174,8 @@ def sql_day(d: date) -> dict:
     """Day ``d``'s figures, each a plain SUM or COUNT over a WHERE on instants."""
     start, end = day_start(d), day_start(d + timedelta(days=1))
 
+    earlier = aliased(Order)
+
     def one(query):
         return int(db.session.scalar(query) or 0)
 
@@ -194,6 +197,17 @@ def sql_day(d: date) -> dict:
             CommissionRow.settled_at >= start, CommissionRow.settled_at < end)),
         "withdrawals_paid_fen": one(select(func.sum(Withdrawal.amount_fen)).where(
             Withdrawal.status == "paid", Withdrawal.decided_at >= start, Withdrawal.decided_at < end)),
+        "visits": one(select(func.count()).where(UnitVisit.at >= start, UnitVisit.at < end)),
+        "visitors": one(select(func.count()).select_from(
+            select(UnitVisit.unit_id, UnitVisit.visitor).where(UnitVisit.at >= start, UnitVisit.at < end)
+            .distinct().subquery())),
+        "bound": one(select(func.count()).where(ReferralTouch.outcome == "bound", ReferralTouch.unit_id.is_not(None),
+                                                ReferralTouch.at >= start, ReferralTouch.at < end)),
+        "first_orders": one(select(func.count()).where(Order.paid_at >= start, Order.paid_at < end, ~exists().where(
+            earlier.paid_at.is_not(None),
+            or_(and_(Order.buyer_id.is_not(None), earlier.buyer_id == Order.buyer_id),
+                and_(Order.buyer_id.is_(None), earlier.buyer_id.is_(None), earlier.guest_mobile == Order.guest_mobile)),
+            or_(earlier.paid_at < Order.paid_at, and_(earlier.paid_at == Order.paid_at, earlier.id < Order.id))))),
     }
 
 
@@ -284,9 +298,17 @@ def assert_page_equals_rows(page: str, first: date, last: date) -> None:
     assert data["top_units"] == [{"name": names[u], "net_fen": units[u]["paid_fen"] - units[u]["refunded_fen"],
                                   "paid_fen": units[u]["paid_fen"], "refunded_fen": units[u]["refunded_fen"]}
                                  for u in selling]
-    funnel = {names[u]: {k: units[u][k] for k in ("visits", "visitors", "bound", "first_orders")}
-              for u in units if units[u]["visits"] or units[u]["bound"] or units[u]["first_orders"]}
-    assert {f.pop("name"): f for f in data["funnel"]} == funnel
+    reached = sorted((u for u, f in units.items() if f["visits"] or f["bound"] or f["first_orders"]),
+                     key=lambda u: (-units[u]["visits"], -units[u]["bound"], -units[u]["first_orders"], u))
+    funnel = [{"name": names[u], **{k: units[u][k] for k in ("visits", "visitors", "bound", "first_orders")}}
+              for u in reached[:figures.FUNNEL_UNITS]]
+    assert data["funnel"] == funnel
+    if funnel:  # the "all units" line: every unit's funnel, not only the ones listed
+        found = re.search(r'<tr id="st-funnel-total"><th>全部单元</th>' + r'<th class="num">([^<]*)</th>' * 5, page)
+        assert found, "no funnel total"
+        whole = {k: sum(f[k] for f in units.values()) for k in ("visits", "visitors", "bound", "first_orders")}
+        assert [found.group(n) for n in (1, 2, 3, 5)] == [str(whole[k]) for k in ("visits", "visitors", "bound",
+                                                                                   "first_orders")]
 
 
 # -- the tests -----------------------------------------------------------------------
@@ -336,6 +358,32 @@ def test_whole_months_are_read_from_their_monthly_sums(app, base, staff_browser)
     stored = db.session.scalars(select(MonthlyUnitStat).where(MonthlyUnitStat.month == month)).all()
     assert stored and sum(r.paid_fen for r in stored) == sum(
         sql_day(month + timedelta(days=n))["paid_fen"] for n in range((today.replace(day=1) - month).days))
+
+
+def test_a_unit_never_among_any_days_first_still_leads_the_ranking(app, base, staff_browser, monkeypatch):
+    """The rankings read only each day's first units (LEADERS_READ of them)
+    and prove the list exact or read further: a unit that is only third on
+    every day, but first over the range, still leads both lists."""
+    monkeypatch.setattr(figures, "LEADERS_READ", 2)
+    monkeypatch.setattr(figures, "TOP_UNITS", 1)
+    monkeypatch.setattr(figures, "FUNNEL_UNITS", 1)
+    today = figures.today()
+    days = [today - timedelta(days=n) for n in (3, 2, 1)]
+    steady, *others = [make_distributor(name).unit.id for name in ("稳", "甲", "乙", "丙", "丁", "戊", "己")]
+    for n, d in enumerate(days):
+        at = day_start(d) + timedelta(hours=12)
+        big, small = others[2 * n], others[2 * n + 1]
+        for unit_id, fen, visits in ((big, 10000, 5), (small, 5000, 3), (steady, 4000, 2)):
+            make_order(unit_id, at, fen, guest=f"1390001{next(_seq) % 10000:04d}")
+            for v in range(visits):
+                db.session.add(UnitVisit(unit_id=unit_id, visitor=f"g{unit_id}-{n}-{v}", at=at))
+    outbox.commit()
+    page = staff_browser("owner").get(stats_url(base, days[0], days[-1])).text
+    data = page_data(page)
+    name = db.session.get(Unit, steady).name
+    assert [u["name"] for u in data["top_units"]] == [name] and data["top_units"][0]["net_fen"] == 12000
+    assert [u["name"] for u in data["funnel"]] == [name] and data["funnel"][0]["visits"] == 6
+    assert_page_equals_rows(page, days[0], days[-1])
 
 
 def test_the_default_range_is_the_last_thirty_days(world, base, staff_browser):
