@@ -18,9 +18,6 @@ def leaderboard():
     period = request.args.get("period", DEFAULT_PERIOD)
     if period not in ranking.PERIODS:
         period = DEFAULT_PERIOD  # an old or mistyped link still shows a board
-    user = current_user()
-    distributor = ranking.distributor_of(user.id)
-    unit_id = distributor.unit.id if distributor and distributor.unit else None
-    board = ranking.board(period, unit_id)
+    board = ranking.board(period, user_id=current_user().id)
     return render_template("leaderboard.html", board=board, periods=ranking.PERIODS, period=period,
-                           distributor=distributor, mask=ranking.mask, title="销售排行榜")
+                           viewer=board.viewer, mask=ranking.mask, title="销售排行榜")

@@ -24,6 +24,7 @@ from SQL.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 from dataclasses import dataclass
@@ -32,7 +33,8 @@ from typing import Iterable
 
 from flask import current_app
 from redis.exceptions import RedisError
-from sqlalchemy import and_, func, literal, literal_column, or_, select
+from sqlalchemy import Integer, and_, any_, bindparam, func, literal, literal_column, or_, select, union_all
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import joinedload
 
 from app.extensions import db, redis_store
@@ -324,15 +326,24 @@ class Row:
 
 
 @dataclass
+class Viewer:
+    """The person looking at the board, when they are a distributor: read with the names."""
+    unit_id: int | None
+    unit_name: str
+    active: bool
+
+
+@dataclass
 class Board:
     period: Period
     rows: list[Row]
     mine: Row | None          # None: not on the board (no sales, not a distributor, frozen)
     gap_fen: int | None       # how far the one above is ahead of me; None at the top or off the board
+    viewer: Viewer | None = None  # given only when the board was asked for a user_id
 
 
 def distributor_of(user_id: int) -> Distributor | None:
-    """The user's distributor with their unit, in one query (the page's own row)."""
+    """The user's distributor with their unit, in one query."""
     return db.session.scalars(select(Distributor).options(joinedload(Distributor.unit))
                               .where(Distributor.user_id == user_id)).one_or_none()
 
@@ -346,21 +357,39 @@ def mask(name: str) -> str:
 
 
 def board(name: str, unit_id: int | None = None, at: datetime | None = None, top: int = TOP,
-          source: str | None = None) -> Board:
-    """The top ``top`` of the period, and where ``unit_id`` stands. ``source``
-    is ``redis`` or ``sql``; by default Redis, or SQL without Redis."""
+          source: str | None = None, *, user_id: int | None = None) -> Board:
+    """The top ``top`` of the period, and where ``unit_id`` stands — or,
+    given ``user_id``, that user's unit (the page: no separate query for who
+    is looking). ``source`` is ``redis`` or ``sql``; by default Redis, or SQL
+    without Redis."""
     p = period(name, at)
     if source is None:
         source = "sql" if current_app.config["SETTINGS"].uses_redis_fallback else "redis"
+    viewer = None
     try:
-        rows, mine, gap = (_from_redis if source == "redis" else _from_sql)(p, unit_id, top)
+        if source == "redis":
+            rows, mine, gap, viewer = _from_redis(p, unit_id, top, user_id)
+        else:
+            viewer = _viewer(user_id) if user_id is not None else None
+            rows, mine, gap = _from_sql(p, viewer.unit_id if viewer else unit_id, top)
     except RedisError as exc:  # the page still answers, from the truth
         log.warning("leaderboard read from SQL: Redis failed (%s)", exc)
         db.session.rollback()
-        rows, mine, gap = _from_sql(p, unit_id, top)
+        viewer = _viewer(user_id) if user_id is not None else None
+        rows, mine, gap = _from_sql(p, viewer.unit_id if viewer else unit_id, top)
+    if user_id is not None:
+        unit_id = viewer.unit_id if viewer else None
     for r in rows + ([mine] if mine else []):
-        r.mine = r.unit_id == unit_id
-    return Board(p, rows, mine, gap)
+        r.mine = unit_id is not None and r.unit_id == unit_id
+    return Board(p, rows, mine, gap, viewer)
+
+
+def _viewer(user_id: int) -> Viewer | None:
+    distributor = distributor_of(user_id)
+    if distributor is None:
+        return None
+    unit = distributor.unit
+    return Viewer(unit.id if unit else None, unit.name if unit else "", distributor.is_active)
 
 
 def _ranked(scores: list[tuple[int, int]]) -> list[Row]:
@@ -374,7 +403,7 @@ def _ranked(scores: list[tuple[int, int]]) -> list[Row]:
 
 def _from_sql(p: Period, unit_id: int | None, top: int):
     figures = sales(p)
-    _, frozen = _people([])
+    _, frozen, _ = _people([])
     # Equal sales in Redis's order: the member's text, descending.
     scores = sorted(((u, f) for u, f in figures.items() if f > 0 and u not in frozen),
                     key=lambda uf: (uf[1], str(uf[0])), reverse=True)
@@ -401,66 +430,104 @@ def sales(p: Period) -> dict[int, int]:
     return figures
 
 
-def _from_redis(p: Period, unit_id: int | None, top: int):
-    """Two or three round trips to Redis and one query, whatever the board's size."""
+# KEYS: the board; ARGV: my unit, then every frozen unit. Returns my score, how many not frozen are above
+# me and the score of the nearest of them ('' when none), or nothing when I am not on the board.
+_STANDING = """
+local own = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not own or tonumber(own) <= 0 then return false end
+local mine, frozen = tonumber(own), {}
+local above = redis.call('ZCOUNT', KEYS[1], '(' .. own, '+inf')
+for i = 2, #ARGV do
+  frozen[ARGV[i]] = true
+  local s = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if s and tonumber(s) > mine then above = above - 1 end
+end
+local nearest = ''
+if above > 0 then
+  local near = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. own, '+inf', 'WITHSCORES', 'LIMIT', 0, #ARGV)
+  for i = 1, #near, 2 do
+    if not frozen[near[i]] then nearest = near[i + 1]; break end
+  end
+end
+return {own, above, nearest}
+"""
+
+
+def _from_redis(p: Period, unit_id: int | None, top: int, user_id: int | None = None):
+    """Redis, one query (names, frozen units and the viewer) and Redis again, whatever the board's size."""
     conn = redis_store.conn
     want = top + 20  # room for frozen ones among the first
     while True:
-        pipe = conn.pipeline(transaction=False)
-        pipe.zrevrangebyscore(p.key, "+inf", "(0", start=0, num=want, withscores=True)
-        pipe.zscore(p.key, unit_id if unit_id is not None else "none")
-        candidates, own = pipe.execute()
-        candidates = [(int(u), int(s)) for u, s in candidates]
-        people, frozen = _people([u for u, _ in candidates] + ([unit_id] if unit_id is not None else []))
+        candidates = [(int(u), int(s)) for u, s in
+                      conn.zrevrangebyscore(p.key, "+inf", "(0", start=0, num=want, withscores=True)]
+        people, frozen, viewer = _people([u for u, _ in candidates] + ([unit_id] if unit_id is not None else []),
+                                         user_id)
         scores = [(u, s) for u, s in candidates if u not in frozen]
         if len(scores) >= top or len(candidates) < want:
             break
         want *= 4
+    if user_id is not None:
+        unit_id = viewer.unit_id if viewer else None
     rows = _ranked(scores)[:top]
     mine = gap = None
-    if own is not None and own > 0 and unit_id not in frozen:
-        ids = sorted(frozen)
-        pipe = conn.pipeline(transaction=False)
-        pipe.zcount(p.key, f"({own}", "+inf")
-        pipe.zrangebyscore(p.key, f"({own}", "+inf", start=0, num=4, withscores=True)
-        if ids:
-            pipe.zmscore(p.key, ids)
-        above, nearest, *frozen_scores = pipe.execute()
-        above -= sum(1 for s in (frozen_scores[0] if ids else []) if s is not None and s > own)
-        mine = Row(above + 1, unit_id, int(own))
-        if above:
-            nearest = [s for u, s in nearest if int(u) not in frozen] or [
-                s for u, s in conn.zrangebyscore(p.key, f"({own}", "+inf", start=0, num=len(ids) + 1,
-                                                 withscores=True) if int(u) not in frozen]
-            gap = int(nearest[0]) - int(own)
+    if unit_id is not None and unit_id not in frozen:
+        standing = conn.register_script(_STANDING)(keys=[p.key], args=[unit_id, *sorted(frozen)])
+        if standing:
+            own, above, nearest = standing
+            mine = Row(int(above) + 1, unit_id, int(float(own)))
+            gap = int(float(nearest)) - mine.fen if nearest not in (b"", "") else None
     _name(rows + ([mine] if mine else []), people)
-    return rows, mine, gap
+    return rows, mine, gap, viewer
+
+
+@functools.cache
+def _people_query(dialect: str, with_units: bool, with_viewer: bool):
+    """Built once per shape: the page runs it on every view. On PostgreSQL
+    the unit ids go as one array, so the text never changes and the
+    statement stays prepared."""
+    parts = [_frozen()]
+    if with_units:
+        ids = bindparam("ids", type_=ARRAY(Integer))
+        parts.append(
+            select(Unit.id, Distributor.real_name, User.avatar_url, literal("P"), literal(None)).select_from(Unit)
+            .join(Distributor, Distributor.id == Unit.distributor_id).join(User, User.id == Distributor.user_id)
+            .where(Unit.id == any_(ids) if dialect == "postgresql" else Unit.id.in_(bindparam("ids", expanding=True))))
+    if with_viewer:
+        parts.append(
+            select(Unit.id, Distributor.real_name, User.avatar_url, Distributor.status, Unit.name)
+            .select_from(Distributor).join(User, User.id == Distributor.user_id)
+            .outerjoin(Unit, Unit.distributor_id == Distributor.id)
+            .where(Distributor.user_id == bindparam("user_id")))
+    return union_all(*parts) if len(parts) > 1 else parts[0]
 
 
 def _frozen():
-    return (select(Unit.id, literal(""), literal(None), literal(True)).select_from(Distributor)
+    return (select(Unit.id, literal(""), literal(None), literal("F"), literal(None)).select_from(Distributor)
             .join(Unit, Unit.distributor_id == Distributor.id)
             # Spelled out, not bound: a prepared statement's generic plan uses the partial index only so.
             .where(Distributor.status == literal_column(f"'{DistributorStatus.FROZEN.value}'")))
 
 
-def _people(unit_ids: Iterable[int]) -> tuple[dict[int, tuple[str, str | None]], set[int]]:
-    """Real names and shop avatars of these units, and every frozen
-    distributor's unit: one query (the frozen ones through a partial index)."""
+def _people(unit_ids: Iterable[int], user_id: int | None = None
+            ) -> tuple[dict[int, tuple[str, str | None]], set[int], Viewer | None]:
+    """Real names and shop avatars of these units, every frozen
+    distributor's unit (through a partial index) and, given a user id, that
+    user's own shop: one query."""
     ids = list(unit_ids)
-    query = _frozen()
-    if ids:
-        query = query.union_all(
-            select(Unit.id, Distributor.real_name, User.avatar_url, literal(False)).select_from(Unit)
-            .join(Distributor, Distributor.id == Unit.distributor_id).join(User, User.id == Distributor.user_id)
-            .where(Unit.id.in_(ids)))
-    people, frozen = {}, set()
-    for unit, real_name, avatar, is_frozen in db.session.execute(query):
-        if is_frozen:
+    conn = db.session.connection()
+    query = _people_query(conn.dialect.name, bool(ids), user_id is not None)
+    found = conn.execute(query, {"ids": ids, "user_id": user_id})
+    people, frozen, viewer = {}, set(), None
+    for unit, real_name, avatar, kind, unit_name in found:
+        if kind == "F":
             frozen.add(unit)
-        else:
+        elif kind == "P":
             people[unit] = (real_name, avatar)
-    return people, frozen
+        else:
+            viewer = Viewer(unit, unit_name or "", kind == DistributorStatus.ACTIVE.value)
+            if unit is not None:
+                people[unit] = (real_name, avatar)
+    return people, frozen, viewer
 
 
 def _name(rows: list[Row], people: dict[int, tuple[str, str | None]]) -> None:

@@ -511,6 +511,25 @@ def test_my_own_row_and_how_far_from_the_one_above(app, jobs, person, base):
     assert "¥12.00" in empty
 
 
+def test_the_board_for_a_user_skips_frozen_ones_above_and_knows_a_frozen_or_plain_viewer(app, jobs):
+    top, frozen, me = seller("甲一"), seller("乙二"), seller("丙三")
+    for who, fen in ((top, 9000), (frozen, 5000), (me, 1000)):
+        sell(who, fen)
+    drain(jobs)
+    frozen.status = DistributorStatus.FROZEN.value
+    outbox.commit()
+    for source in ("redis", "sql"):
+        board = leaderboard.board("day", user_id=me.user_id, source=source)
+        assert (board.viewer.unit_id, board.viewer.unit_name, board.viewer.active) == (me.unit.id, me.unit.name, True)
+        assert (board.mine.rank, board.mine.fen, board.gap_fen) == (2, 1000, 8000), source
+        assert [(r.unit_id, r.mine) for r in board.rows] == [(top.unit.id, False), (me.unit.id, True)]
+        assert board.rows[1].name == "丙三"
+        off = leaderboard.board("day", user_id=frozen.user_id, source=source)
+        assert off.mine is None and off.viewer.active is False and not any(r.mine for r in off.rows)
+        nobody = leaderboard.board("day", user_id=customer_of(top).id, source=source)
+        assert nobody.viewer is None and nobody.mine is None and len(nobody.rows) == 2
+
+
 def test_the_bot_replies_with_the_top_five_and_my_rank(app, jobs):
     from wxbot.commands import COMMANDS
 
