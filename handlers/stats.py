@@ -40,6 +40,7 @@ is in the past; a rebuild of that day puts it right.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime, time, timedelta
 from typing import Callable, Iterable, Mapping
@@ -557,12 +558,12 @@ def _ranked(ranking: _Ranking, count: int, parts: list[_Part], live: Mapping[int
     where every row was read) — so once the last unit chosen among those
     read scores more than those sums, no other can take its place.
     Otherwise read further, down to every row if need be."""
-    limit = max(LEADERS_READ, count)
+    limit, read = max(LEADERS_READ, count), ranking.read[:1]  # the first figure alone settles most lists
     while True:
-        runs = _leaders(parts, ranking.read, limit)
-        for name in ranking.read:
+        runs = _leaders(parts, read, limit)
+        for name in read:
             runs[(name, "live")] = sorted(((u, getattr(f, name)) for u, f in live.items()), key=lambda r: -r[1])[:limit]
-        candidates, unread_at_most = set(), dict.fromkeys(ranking.read, 0)
+        candidates, unread_at_most = set(), {name: 0 if name in read else math.inf for name in ranking.read}
         for (name, _), run in runs.items():
             candidates.update(unit_id for unit_id, _ in run)
             if len(run) == limit:  # the day may hold more rows
@@ -575,7 +576,10 @@ def _ranked(ranking: _Ranking, count: int, parts: list[_Part], live: Mapping[int
             return chosen  # every unit that can be shown was read
         if len(chosen) == count and ranking.score(figures[chosen[-1]]) > bound:
             return chosen
-        limit *= 8
+        if read != ranking.read:
+            read = ranking.read
+        else:
+            limit *= 8
 
 
 def report(first: date, last: date, at: datetime | None = None) -> Report:

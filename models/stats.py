@@ -101,15 +101,18 @@ Index("ix_stats_referral_touches_at", ReferralTouch.at)
 Index("ix_stats_unit_visits_unit_id_visitor_at", UnitVisit.unit_id, UnitVisit.visitor, UnitVisit.at)
 # The ranking of units (handlers.stats): the first rows of each stored day or month by paid
 # sales, visits, bound customers or first orders, read in order from an index; then those few
-# units' rows summed.
+# units' rows summed from the index alone (every figure in it: no visit to the table's pages).
+_UNIT_FIGURES = ("paid_fen", "orders_paid", "refunded_fen", "visits", "visitors", "bound", "first_orders")
 Index("ix_daily_unit_stats_day_paid_fen", DailyUnitStat.day, DailyUnitStat.paid_fen, DailyUnitStat.unit_id)
 Index("ix_daily_unit_stats_day_visits", DailyUnitStat.day, DailyUnitStat.visits, DailyUnitStat.unit_id)
 Index("ix_daily_unit_stats_day_bound", DailyUnitStat.day, DailyUnitStat.bound, DailyUnitStat.unit_id)
 Index("ix_daily_unit_stats_day_first_orders", DailyUnitStat.day, DailyUnitStat.first_orders, DailyUnitStat.unit_id)
-Index("ix_daily_unit_stats_unit_id_day", DailyUnitStat.unit_id, DailyUnitStat.day)
+Index("ix_daily_unit_stats_unit_id_day_figures", DailyUnitStat.unit_id, DailyUnitStat.day,
+      *[DailyUnitStat.__table__.c[n] for n in _UNIT_FIGURES])
 Index("ix_monthly_unit_stats_month_paid_fen", MonthlyUnitStat.month, MonthlyUnitStat.paid_fen, MonthlyUnitStat.unit_id)
 Index("ix_monthly_unit_stats_month_visits", MonthlyUnitStat.month, MonthlyUnitStat.visits, MonthlyUnitStat.unit_id)
 Index("ix_monthly_unit_stats_month_bound", MonthlyUnitStat.month, MonthlyUnitStat.bound, MonthlyUnitStat.unit_id)
 Index("ix_monthly_unit_stats_month_first_orders", MonthlyUnitStat.month, MonthlyUnitStat.first_orders,
       MonthlyUnitStat.unit_id)
-Index("ix_monthly_unit_stats_unit_id_month", MonthlyUnitStat.unit_id, MonthlyUnitStat.month)
+Index("ix_monthly_unit_stats_unit_id_month_figures", MonthlyUnitStat.unit_id, MonthlyUnitStat.month,
+      *[MonthlyUnitStat.__table__.c[n] for n in _UNIT_FIGURES])

@@ -14,21 +14,23 @@ down_revision = 'f39000000019'
 branch_labels = None
 depends_on = None
 
+FIGURES = ['paid_fen', 'orders_paid', 'refunded_fen', 'visits', 'visitors', 'bound', 'first_orders']
+
 # The statistics page ranks units (top sales, funnel) by reading only the first rows of each
 # stored day or month in order of paid sales, visits, bound customers or first orders, then
 # sums those few units exactly (handlers.stats): (day, figure, unit_id) for the ordered reads,
-# (unit_id, day) for the sums.
+# (unit_id, day, every figure) for the sums, from the index alone.
 INDEXES = [
     ('ix_daily_unit_stats_day_paid_fen', 'daily_unit_stats', ['day', 'paid_fen', 'unit_id']),
     ('ix_daily_unit_stats_day_visits', 'daily_unit_stats', ['day', 'visits', 'unit_id']),
     ('ix_daily_unit_stats_day_bound', 'daily_unit_stats', ['day', 'bound', 'unit_id']),
     ('ix_daily_unit_stats_day_first_orders', 'daily_unit_stats', ['day', 'first_orders', 'unit_id']),
-    ('ix_daily_unit_stats_unit_id_day', 'daily_unit_stats', ['unit_id', 'day']),
+    ('ix_daily_unit_stats_unit_id_day_figures', 'daily_unit_stats', ['unit_id', 'day', *FIGURES]),
     ('ix_monthly_unit_stats_month_paid_fen', 'monthly_unit_stats', ['month', 'paid_fen', 'unit_id']),
     ('ix_monthly_unit_stats_month_visits', 'monthly_unit_stats', ['month', 'visits', 'unit_id']),
     ('ix_monthly_unit_stats_month_bound', 'monthly_unit_stats', ['month', 'bound', 'unit_id']),
     ('ix_monthly_unit_stats_month_first_orders', 'monthly_unit_stats', ['month', 'first_orders', 'unit_id']),
-    ('ix_monthly_unit_stats_unit_id_month', 'monthly_unit_stats', ['unit_id', 'month']),
+    ('ix_monthly_unit_stats_unit_id_month_figures', 'monthly_unit_stats', ['unit_id', 'month', *FIGURES]),
     # Today's parts count a visitor at their first visit of the day to the unit (so the parts
     # add up): "no earlier visit of theirs today" is one probe.
     ('ix_stats_unit_visits_unit_id_visitor_at', 'unit_visits', ['unit_id', 'visitor', 'at']),
