@@ -12,6 +12,7 @@ from handlers import reconcile as rules
 
 from . import bp
 from .auth import actor, requires
+from .exports import button as export_button
 from .support import done, run
 
 STATE_NAMES = {"clean": ("无差异", "success"), "differences": ("有差异", "danger"), "failed": ("失败", "danger")}
@@ -33,7 +34,8 @@ def reconcile():
 def reconcile_day(day: str):
     chosen = rules.parse_day(day)
     runs, diffs = rules.day_detail(chosen)
-    return render_template("admin/reconcile_day.html", **_context(day=chosen, runs=runs, diffs=diffs))
+    return render_template("admin/reconcile_day.html", **_context(
+        day=chosen, runs=runs, diffs=diffs, export=export_button("reconcile", {"day": chosen.isoformat()})))
 
 
 @bp.post("/reconcile/run")

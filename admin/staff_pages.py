@@ -13,6 +13,7 @@ from handlers.errors import DomainError
 
 from . import bp
 from .auth import actor, requires
+from .exports import button as export_button
 from .support import done, run
 
 class CreateForm(FlaskForm):
@@ -32,7 +33,7 @@ class RoleForm(FlaskForm):
 
 def _list(form: CreateForm, error: str | None = None, status: int = 200):
     return render_template("admin/staff.html", members=staff_rules.all_staff(), last=staff_rules.last_logins(),
-                           form=form, error=error), status
+                           form=form, error=error, export=export_button("staff", {})), status
 
 
 def _first_error(form: FlaskForm) -> str:

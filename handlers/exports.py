@@ -38,8 +38,8 @@ from sqlalchemy.exc import IntegrityError
 from models import Export, ExportState, db
 from models.order import STATUS_TEXT
 
-from . import (application_queue, audit, catalogue, distributor_pages, order_search, order_story, outbox, settings,
-               withdrawals)
+from . import (application_queue, audit, catalogue, distributor_pages, order_search, order_story, outbox, reconcile,
+               settings, withdrawals)
 from . import staff as staff_rules
 from .clock import CHINA, now
 from .errors import DomainError, Forbidden, NotFound
@@ -378,6 +378,27 @@ def _distributor_rows(filters: Mapping[str, str]) -> Iterator[Sequence[Any]]:
              yuan(r.figures.owed_fen)) for r in rows)
 
 
+def _difference_rows(filters: Mapping[str, str]) -> Iterator[Sequence[Any]]:
+    day = reconcile.parse_day(filters.get("day", ""))
+    _, diffs = reconcile.day_detail(day)
+
+    def amount(fen: int | None) -> str:
+        return "" if fen is None else yuan(fen)
+
+    return ((d.id, d.day.isoformat(), reconcile.CHANNELS.get(d.channel, d.channel),
+             reconcile.KIND_NAMES.get(d.kind, d.kind), d.ref, d.gateway_id or "",
+             reconcile.PROBLEM_NAMES.get(d.problem, d.problem), amount(d.gateway_fen), d.gateway_state or "",
+             amount(d.local_fen), d.local_state or "", "已处理" if d.resolved_at else "待处理", d.note or "",
+             d.resolved_by or "", _when(d.resolved_at)) for d in diffs)
+
+
+def _staff_rows(filters: Mapping[str, str]) -> Iterator[Sequence[Any]]:
+    last = staff_rules.last_logins()
+    return ((m.id, m.name, staff_rules.ROLE_NAMES.get(m.role, m.role), "已开启" if m.has_2fa else "未开启",
+             "正常" if m.is_active else "已停用", _when(m.disabled_at), _when(last.get(m.id)) or "从未登录")
+            for m in staff_rules.all_staff())
+
+
 WITHDRAWAL_STATES = {"requested": "待处理", "transferring": "转账中", "paid": "已打款", "rejected": "已驳回",
                      "failed": "转账未成功"}  # as admin/withdrawals.py STATUS_NAMES
 ORDER_STATES = {status.value: text for status, text in STATUS_TEXT.items()}
@@ -400,3 +421,8 @@ register("distributors", title="分销商", permission="distributors.view",
          fields=("level", "state", "from", "to", "parent", "q"),
          headers=("编号", "姓名", "手机号", "级别", "上级", "邀请码", "状态", "加入时间", "客户数", "二级数", "销售额（元）",
                   "净销售额（元）", "冻结佣金（元）", "可提现（元）", "已提现（元）", "待抵扣（元）"), rows=_distributor_rows)
+register("reconcile", title="对账差异", permission="reconcile.view", fields=("day",),
+         headers=("编号", "日期", "渠道", "类型", "单号", "支付平台单号", "差异", "支付平台金额（元）", "支付平台状态",
+                  "本系统金额（元）", "本系统状态", "处理状态", "处理说明", "处理人", "处理时间"), rows=_difference_rows)
+register("staff", title="员工", permission="staff.manage", fields=(),
+         headers=("编号", "用户名", "角色", "两步验证", "状态", "停用时间", "最近登录"), rows=_staff_rows)

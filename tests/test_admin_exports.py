@@ -270,6 +270,19 @@ def test_only_staff_who_see_the_list_may_export_it(app, base, staff_browser):
     assert audit_of("export.download") == []
 
 
+def test_the_staff_list_exports_for_the_owner_only(app, base, staff_browser):
+    owner, finance = staff_browser("owner"), staff_browser("finance")
+    rows = table(press_export(owner, base, "/admin/staff"))
+    assert rows[0] == ["编号", "用户名", "角色", "两步验证", "状态", "停用时间", "最近登录"]
+    listed = {row[1]: row for row in rows[1:]}
+    assert listed[owner.staff_name][2] == "店主" and listed[finance.staff_name][2] == "财务"
+    assert listed[owner.staff_name][4] == "正常" and listed[owner.staff_name][6] != "从未登录"
+    form = export_form(owner.get(f"{base}/admin/staff").text)
+    refused = post(finance, f"{base}/admin/exports", dict(form, csrf_token=export_form(
+        finance.get(f"{base}/admin/orders").text)["csrf_token"]))
+    assert refused.status_code == 403
+
+
 # -- bad input, double clicks -------------------------------------------------------------------------
 
 def test_bad_input_is_refused_in_words_and_changes_nothing(app, base, staff_browser):

@@ -482,3 +482,30 @@ def test_reruns_at_once_make_one_set_of_differences(app, shop, settings):
     assert db.session.scalar(select(func.count()).select_from(ReconcileDifference)) == 2
     day = db.session.scalars(select(ReconcileDay)).one()
     assert (day.runs, day.differences, day.state) == (4, 2, "differences")
+
+
+def test_a_days_differences_export_as_listed(shop, settings, staff_browser, base):
+    from test_admin_exports import export_form, press_export, table
+
+    m = mchid(settings)
+    lost, kept = shop.wx_paid(1000), shop.wx_paid(2500)
+    for no in (lost, kept):
+        sandbox_wx.redis_store.conn.delete(sandbox_wx._trade_key(m, no))
+    run_today(["wechatpay"])
+    finance = staff_browser("finance")
+    day = rc.today().isoformat()
+    d = db.session.scalars(select(ReconcileDifference).where(ReconcileDifference.ref == lost)).one()
+    post(finance, f"{base}/admin/reconcile/differences/{d.id}/resolve", {"note": "=已核实"},
+         page=f"{base}/admin/reconcile/{day}")
+    rows = table(press_export(finance, base, f"/admin/reconcile/{day}"))
+    assert rows[0][:7] == ["编号", "日期", "渠道", "类型", "单号", "支付平台单号", "差异"]
+    by_ref = {row[4]: row for row in rows[1:]}
+    assert set(by_ref) == {lost, kept} and {row[1] for row in rows[1:]} == {day}
+    assert by_ref[lost][11:14] == ["已处理", "'=已核实", finance.staff_name]  # a note starting with = made inert
+    assert by_ref[kept][9] == "25.00" and by_ref[kept][7] == "" and by_ref[kept][11] == "待处理"
+    # another day's list is its own; a day that is no day is refused in words
+    form = export_form(finance.get(f"{base}/admin/reconcile/{day}").text)
+    other = table(post(finance, f"{base}/admin/exports", dict(form, day="2020-01-01")))
+    assert other == [rows[0]]
+    bad = post(finance, f"{base}/admin/exports", dict(form, day="yesterday"))
+    assert bad.status_code == 400
