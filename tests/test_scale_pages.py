@@ -9,9 +9,9 @@ from datetime import datetime, timezone
 
 from sqlalchemy import select, update
 
-from handlers import commissions, order_search, team
-from models import CommissionRow, CommissionState, Distributor, User, db
-from test_admin_orders import customer_of, distributor, paid, product
+from handlers import audit, commissions, distributor_pages, order_search, outbox, payments, team
+from models import CommissionRow, CommissionState, Distributor, PayChannel, User, db
+from test_admin_orders import customer_of, distributor, paid, placed, product
 
 
 def plain_team(d: Distributor) -> tuple[set[int], set[int]]:
@@ -51,7 +51,7 @@ def test_the_team_counts_everyone_brought_less_those_who_became_distributors(app
 
 
 def distributor_from(user: User, referrer: Distributor) -> Distributor:
-    from handlers import applications, audit, outbox
+    from handlers import applications
 
     application = applications.apply_for_distributor(user, "钱转正", "13900000001", "想分享好东西")
     outbox.commit()
@@ -105,3 +105,24 @@ def test_orders_are_found_by_any_part_of_a_distributors_name(app):
     assert found("Ann") == {order_of["Ann Lee"], order_of["Ann·Wu"]}
     assert found("%") == set() and found("A_n") == set()  # typed characters, not wildcards
     assert found("王小明x") == set()
+
+
+def test_the_distributors_list_nets_every_succeeded_refund_of_their_orders(app):
+    seller = distributor("李小店")
+    other = distributor("赵另一家")
+    item = product(10000)
+    first = paid(customer_of(seller, "买家一"), {item.id: 2})
+    second = paid(customer_of(seller, "买家二"), {item.id: 1})
+    placed(customer_of(seller, "没付款"), {item.id: 1})  # not paid: not sales
+    paid(customer_of(other, "别家买家"), {item.id: 1})
+    for order, amount, succeeded in ((first, 2500, True), (first, 1000, True), (second, 3000, False)):
+        refund = payments.start_refund(order.order_no, "少发配件", actor=audit.SYSTEM, amount_fen=amount)
+        outbox.commit()
+        assert payments.finish_refund(PayChannel.WECHATPAY, refund.out_refund_no, succeeded, amount).ok
+        outbox.commit()
+
+    figures = distributor_pages.figures_of([db.session.get(Distributor, seller.id),
+                                             db.session.get(Distributor, other.id)])
+    assert (figures[seller.id].gross_fen, figures[seller.id].net_fen) == (30000, 30000 - 3500)
+    assert (figures[other.id].gross_fen, figures[other.id].net_fen) == (10000, 10000)
+    assert (figures[seller.id].customers, figures[other.id].customers) == (3, 1)
