@@ -8,6 +8,7 @@ from sqlalchemy import exists, func, literal, select, union_all
 from models import Distributor, User, db
 
 LIST_LIMIT = 100
+MAX_IDS = 10_000  # recruits listed by their user ids up to this many
 
 
 @dataclass
@@ -64,7 +65,10 @@ def team_of(distributor: Distributor) -> Team:
         select(User).where(brought, User.attributed_at.is_not(None), ~exists().where(Distributor.user_id == User.id))
         .order_by(User.attributed_at.desc()).limit(LIST_LIMIT)))
     if recruits:
-        team.distributors = list(db.session.scalars(
-            select(Distributor).where(Distributor.user_id.in_(recruits))
-            .order_by(Distributor.approved_at.desc()).limit(LIST_LIMIT)))
+        newest = select(Distributor).order_by(Distributor.approved_at.desc()).limit(LIST_LIMIT)
+        if len(recruits) <= MAX_IDS:
+            newest = newest.where(Distributor.user_id.in_(recruits))
+        else:  # more ids than a statement takes parameters
+            newest = newest.join(User, Distributor.user_id == User.id).where(brought)
+        team.distributors = list(db.session.scalars(newest))
     return team

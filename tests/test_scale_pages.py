@@ -21,7 +21,7 @@ def plain_team(d: Distributor) -> tuple[set[int], set[int]]:
     return brought - distributor_users, brought & distributor_users
 
 
-def test_the_team_counts_everyone_brought_less_those_who_became_distributors(app):
+def test_the_team_counts_everyone_brought_less_those_who_became_distributors(app, monkeypatch):
     top = distributor("王上级")
     other = distributor("赵另一家")
     customers = [customer_of(top, f"顾客{i}") for i in range(3)]
@@ -41,6 +41,8 @@ def test_the_team_counts_everyone_brought_less_those_who_became_distributors(app
     assert [u.id for u in shown.customers] == [customers[2].id, customers[1].id]
     figures = team.counts_of(top)
     assert (figures.customer_count, figures.distributor_count, figures.level2_count) == (2, 2, 2)
+    monkeypatch.setattr(team, "MAX_IDS", 1)  # more recruits than are listed by their ids: the same list
+    assert [d.id for d in team.team_of(top).distributors] == [turned.id, recruit.id]
 
     # A level 2's team: their own customer, no level-2 count.
     second = team.team_of(db.session.get(Distributor, recruit.id))
