@@ -53,4 +53,4 @@ worker: setup
 # Set up and run the whole suite (PostgreSQL + Redis when FENXIAO_TEST_DATABASE_URL /
 # FENXIAO_TEST_REDIS_URL are set, as .ci/run does; else SQLite + in-process Redis).
 test: $(VENV)/.test-installed
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile

@@ -25,6 +25,39 @@ from sandbox.push import WeChatServer
 
 DB_URL = os.environ.get("FENXIAO_TEST_DATABASE_URL", "")
 REDIS_URL = os.environ.get("FENXIAO_TEST_REDIS_URL", "")
+# Under pytest-xdist (``make test`` runs two workers) each worker empties and
+# migrates a database of its own, and flushes a Redis database of its own.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+
+
+def _own_database(url: str, worker: str) -> str:
+    """``…/test`` → ``…/test_gw1``, made when missing."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    shared = make_url(url)
+    own = shared.set(database=f"{shared.database}_{worker}")
+    engine = create_engine(shared, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        if conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": own.database}) is None:
+            conn.execute(text(f'CREATE DATABASE "{own.database}"'))
+    engine.dispose()
+    return own.render_as_string(hide_password=False)
+
+
+def _own_redis(url: str, worker: str) -> str:
+    """``redis://host:port/15`` → ``…/14`` for the second worker: counting down from the one given."""
+    head, _, number = url.rstrip("/").rpartition("/")
+    index = int(worker.removeprefix("gw"))
+    if not number.isdigit() or int(number) - index < 1:
+        raise SystemExit(f"FENXIAO_TEST_REDIS_URL {url!r}: name a database number above the worker count")
+    return f"{head}/{int(number) - index}"
+
+
+if WORKER and DB_URL:
+    DB_URL = _own_database(DB_URL, WORKER)
+if WORKER and REDIS_URL:
+    REDIS_URL = _own_redis(REDIS_URL, WORKER)
 APPID = "wxtest0123456789"
 
 
