@@ -164,14 +164,16 @@ UNIT_FIELDS = [f.name for f in fields(UnitFigures)]
 
 def _grouped(column, start: datetime, end: datetime, *measures, where: Iterable = (), by_unit=None,
              from_=None):
-    """(day[, unit], measures…) rows of ``column``'s days in [start, end)."""
+    """A query of (day, unit or NULL, measure, measure or 0) rows of
+    ``column``'s days in [start, end): one branch of compute()'s statement."""
     day = china_day(column)
     keys = [day] + ([by_unit] if by_unit is not None else [])
-    query = select(*keys, *measures)
+    values = [*measures, *[literal(0)] * (2 - len(measures))]
+    query = select(day.label("day"), (by_unit if by_unit is not None else literal(None, Integer())).label("unit_id"),
+                   *[v.label(f"v{n}") for n, v in enumerate(values)])
     if from_ is not None:
         query = query.select_from(from_)
-    query = query.where(column >= start, column < end, *where).group_by(*keys)
-    return db.session.execute(query).all()
+    return query.where(column >= start, column < end, *where).group_by(*keys)
 
 
 def _refund_kept():
@@ -179,19 +181,20 @@ def _refund_kept():
 
 
 def _first_orders(start: datetime, end: datetime) -> list:
-    """(day, unit, count) of paid orders that were their buyer's first paid
-    order: a signed-in buyer by user, a guest by mobile number."""
+    """Queries of (day, unit, count) of paid orders that were their buyer's
+    first paid order: a signed-in buyer by user, a guest by mobile number."""
     earlier = aliased(Order)
     # (paid_at, id) orders two payments in the same microsecond too; the
     # row comparison is one range of the (buyer, paid_at, id) index.
     before = tuple_(earlier.paid_at, earlier.id) < tuple_(Order.paid_at, Order.id)
-    rows = []
+    queries = []
     for who, same in ((Order.buyer_id.is_not(None), earlier.buyer_id == Order.buyer_id),
                       (Order.buyer_id.is_(None), and_(earlier.guest_mobile == Order.guest_mobile,
                                                       earlier.buyer_id.is_(None)))):
         none_before = ~exists().where(same, earlier.paid_at.is_not(None), before)
-        rows += _grouped(Order.paid_at, start, end, func.count(), by_unit=Order.unit_id, where=(who, none_before))
-    return rows
+        queries.append(_grouped(Order.paid_at, start, end, func.count(), by_unit=Order.unit_id,
+                                where=(who, none_before)))
+    return queries
 
 
 def _first_visit_since(day_start: datetime):
@@ -201,56 +204,55 @@ def _first_visit_since(day_start: datetime):
                            earlier.at >= day_start, tuple_(earlier.at, earlier.id) < tuple_(UnitVisit.at, UnitVisit.id))
 
 
+def _figure_queries(first: date, last: date, start: datetime, end: datetime) -> list[tuple[tuple[str, ...], object]]:
+    """Each figure's query over [start, end) (within days first..last), with
+    the names of its two measures: the shop's own, then its units'."""
+    visitors = func.count(UnitVisit.visitor.distinct())
+    if (start, end) != _span(first, last):  # a part of one day: a visitor counts at their first visit that day
+        visitors = func.count().filter(_first_visit_since(_span(first, first)[0]))
+    sum_of = lambda column: func.coalesce(func.sum(column), 0)  # noqa: E731
+    return [
+        (("new_users", "new_followers"), _grouped(User.created_at, start, end, func.count(), func.count().filter(
+            User.first_contact != FirstContact.OAUTH.value))),
+        (("new_customers",), _grouped(User.attributed_at, start, end, func.count())),
+        (("new_distributors",), _grouped(Distributor.approved_at, start, end, func.count())),
+        (("commission_accrued_fen",), _grouped(CommissionRow.created_at, start, end, sum_of(CommissionRow.amount_fen),
+                                               where=(CommissionRow.kind == CommissionKind.COMMISSION.value,))),
+        (("commission_settled_fen",), _grouped(CommissionRow.settled_at, start, end, sum_of(CommissionRow.amount_fen))),
+        (("withdrawals_paid_fen",), _grouped(Withdrawal.decided_at, start, end, sum_of(Withdrawal.amount_fen),
+                                             where=(Withdrawal.status == WithdrawalStatus.PAID.value,))),
+        # the units'
+        (("paid_fen", "orders_paid"), _grouped(Order.paid_at, start, end, sum_of(Order.total_fen), func.count(),
+                                               by_unit=Order.unit_id)),
+        (("refunded_fen",), _grouped(Refund.finished_at, start, end, sum_of(Refund.amount_fen), by_unit=Order.unit_id,
+                                     where=_refund_kept(),
+                                     from_=Refund.__table__.join(Order.__table__, Order.id == Refund.order_id))),
+        (("visits", "visitors"), _grouped(UnitVisit.at, start, end, func.count(), visitors, by_unit=UnitVisit.unit_id)),
+        (("bound",), _grouped(ReferralTouch.at, start, end, func.count(), by_unit=ReferralTouch.unit_id,
+                              where=(ReferralTouch.outcome == TouchOutcome.BOUND.value,
+                                     ReferralTouch.unit_id.is_not(None)))),
+        *[(("first_orders",), query) for query in _first_orders(start, end)],
+    ]
+
+
 def compute(first: date, last: date, since: datetime | None = None, until: datetime | None = None,
             ) -> tuple[dict[date, DayFigures], dict[tuple[date, int], UnitFigures]]:
-    """Every figure of days first..last, straight from the rows; only of
-    rows stamped in [since, until) when given (a part of one day: today)."""
+    """Every figure of days first..last, straight from the rows, in one
+    statement; only of rows stamped in [since, until) when given (a part of
+    one day: today)."""
     start, end = _span(first, last)
     start, end = max(start, since or start), min(end, until or end)
     days = {d: DayFigures() for d in _days(first, last)}
     units: dict[tuple[date, int], UnitFigures] = {}
     if start >= end:
         return days, units
-
-    def put(rows, *names):
-        for d, *values in rows:
-            figures = days[_as_date(d)]
-            for name, value in zip(names, values):
-                setattr(figures, name, getattr(figures, name) + int(value or 0))
-
-    def put_unit(rows, *names):
-        for d, unit_id, *values in rows:
-            figures = units.setdefault((_as_date(d), unit_id), UnitFigures())
-            for name, value in zip(names, values):
-                setattr(figures, name, getattr(figures, name) + int(value or 0))
-
-    put(_grouped(User.created_at, start, end, func.count(),
-                 func.count().filter(User.first_contact != FirstContact.OAUTH.value)), "new_users", "new_followers")
-    put(_grouped(User.attributed_at, start, end, func.count()), "new_customers")
-    put(_grouped(Distributor.approved_at, start, end, func.count()), "new_distributors")
-    put(_grouped(CommissionRow.created_at, start, end, func.coalesce(func.sum(CommissionRow.amount_fen), 0),
-                 where=(CommissionRow.kind == CommissionKind.COMMISSION.value,)), "commission_accrued_fen")
-    put(_grouped(CommissionRow.settled_at, start, end, func.coalesce(func.sum(CommissionRow.amount_fen), 0)),
-        "commission_settled_fen")
-    put(_grouped(Withdrawal.decided_at, start, end, func.coalesce(func.sum(Withdrawal.amount_fen), 0),
-                 where=(Withdrawal.status == WithdrawalStatus.PAID.value,)), "withdrawals_paid_fen")
-
-    put_unit(_grouped(Order.paid_at, start, end, func.coalesce(func.sum(Order.total_fen), 0), func.count(),
-                      by_unit=Order.unit_id), "paid_fen", "orders_paid")
-    put_unit(_grouped(Refund.finished_at, start, end, func.coalesce(func.sum(Refund.amount_fen), 0),
-                      by_unit=Order.unit_id, where=_refund_kept(),
-                      from_=Refund.__table__.join(Order.__table__, Order.id == Refund.order_id)), "refunded_fen")
-    if (start, end) == _span(first, last):
-        put_unit(_grouped(UnitVisit.at, start, end, func.count(), func.count(UnitVisit.visitor.distinct()),
-                          by_unit=UnitVisit.unit_id), "visits", "visitors")
-    else:  # a part of one day: its visitors are those who came for the first time that day (parts add up)
-        put_unit(_grouped(UnitVisit.at, start, end, func.count(),
-                          func.count().filter(_first_visit_since(_span(first, first)[0])),
-                          by_unit=UnitVisit.unit_id), "visits", "visitors")
-    put_unit(_grouped(ReferralTouch.at, start, end, func.count(), by_unit=ReferralTouch.unit_id,
-                      where=(ReferralTouch.outcome == TouchOutcome.BOUND.value, ReferralTouch.unit_id.is_not(None))),
-             "bound")
-    put_unit(_first_orders(start, end), "first_orders")
+    queries = _figure_queries(first, last, start, end)
+    tagged = [select(literal(n).label("figure"), *query.subquery().c) for n, (_, query) in enumerate(queries)]
+    for n, d, unit_id, *values in db.session.execute(union_all(*tagged)):
+        d = _as_date(d)
+        figures = days[d] if unit_id is None else units.setdefault((d, unit_id), UnitFigures())
+        for name, value in zip(queries[n][0], values):
+            setattr(figures, name, getattr(figures, name) + int(value or 0))
     for (d, _), figures in units.items():  # the shop's sales and funnel are its units' (one read of the rows)
         days[d].add_units(figures)
     return days, units
