@@ -54,6 +54,40 @@ def pg_backend_cpu(database: str) -> float:
     return total
 
 
+def count_statements(app) -> list[int]:
+    """A counter of the SQL statements the app sends from now on."""
+    from sqlalchemy import event
+
+    from models import db
+
+    counter = [0]
+    with app.app_context():
+        engine = db.engine
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _count(*_args):
+        counter[0] += 1
+
+    return counter
+
+
+def count_redis_calls(app) -> list[int]:
+    """A counter of the app's Redis round trips from now on (commands, scripts, pipelines)."""
+    from app.extensions import redis_store
+
+    counter = [0]
+    with app.app_context():
+        conn = redis_store.conn
+    real = conn.execute_command
+
+    def counted(*args, **kwargs):
+        counter[0] += 1
+        return real(*args, **kwargs)
+
+    conn.execute_command = counted
+    return counter
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--database-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/fx_cpu_bench")
@@ -118,6 +152,7 @@ review = "manual"
         for url, body in pushes[:200]:  # warm-up: imports, caches, connections
             assert client.post(url, data=body, content_type="text/xml").status_code == 200
         database = args.database_url.rsplit("/", 1)[1]
+        statements, redis_calls = count_statements(app), count_redis_calls(app)
         profiler = cProfile.Profile(time.process_time) if args.profile else None  # CPU, not waiting
         pg0, cpu0, wall0 = pg_backend_cpu(database), time.process_time(), time.perf_counter()
         if profiler:
@@ -134,7 +169,8 @@ review = "manual"
         n = args.events
         print(f"{n} subscribe events ({args.mode} mode): product CPU {cpu / n * 1000:.3f} ms/event, "
               f"PostgreSQL {pg / n * 1000:.3f} ms/event, wall {wall / n * 1000:.3f} ms/event; "
-              f"{bound} of {n + 200} new followers bound")
+              f"{bound} of {n + 200} new followers bound; per event {statements[0] / n:.2f} SQL statements "
+              f"(besides BEGIN/COMMIT), {redis_calls[0] / n:.2f} Redis round trips; load {os.getloadavg()[0]:.1f}")
         if profiler and args.profile_file:
             profiler.dump_stats(args.profile_file)
         if profiler:

@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import String, bindparam, exists, insert, select, text, update
+from sqlalchemy import Integer, String, bindparam, column, exists, insert, select, text, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.attributes import set_committed_value
@@ -199,8 +199,13 @@ WITH unit AS (
     INSERT INTO referral_touches (user_id, unit_id, source, token, outcome, at)
     SELECT new_user.id, chosen.id, 'qr', :token, chosen.decided, :at FROM new_user, chosen
 )
-SELECT chosen.*, (SELECT id FROM new_user) AS new_user_id FROM chosen
-""")
+SELECT chosen.id, chosen.name, chosen.slug, chosen.distributor_id, chosen.owner_user_id, chosen.status,
+       chosen.owner_openid, chosen.owner_nickname, chosen.decided, (SELECT id FROM new_user) AS new_user_id
+FROM chosen
+""").columns(  # typed result columns: SQLAlchemy keeps the result's layout with the cached statement
+    column("id", Integer), column("name", String), column("slug", String), column("distributor_id", Integer),
+    column("owner_user_id", Integer), column("status", String), column("owner_openid", String),
+    column("owner_nickname", String), column("decided", String), column("new_user_id", Integer))
 
 
 def unit_by_scene(scene: str) -> UnitView | None:

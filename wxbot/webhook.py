@@ -8,24 +8,26 @@ Nothing here logs the query string: it holds the push's signature.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 
 from flask import Blueprint, Response, current_app, request
+from redis.commands.core import Script
 from wechatpy import parse_message
 from wechatpy.crypto import WeChatCrypto
 from wechatpy.replies import BaseReply, EmptyReply, create_reply
 from wechatpy.utils import random_string
 
-from app.extensions import redis_store
+from app.extensions import limiter, redis_store
 from handlers import outbox, pushes
 from handlers.errors import DomainError
 
 from .dispatch import dispatch
-from .security import (QUERY_PREFIX, Refused, check_signature, decrypt, parse_xml_fields, query_key,
-                       refuse_reused_query)
+from .security import QUERY_PREFIX, Refused, check_signature, decrypt, parse_xml_fields, query_key
 
 log = logging.getLogger(__name__)
 bp = Blueprint("wxbot", __name__)
+limiter.exempt(bp)  # no limit applies to WeChat's pushes: the limiter need not look at each
 
 SUCCESS = "success"
 DEDUPE_TTL = 600  # a done push's reply, for retries: WeChat retries within ~15 s; keep well beyond that
@@ -125,8 +127,6 @@ def receive() -> Response:
         fields = parse_xml_fields(body)
     elif "Encrypt" in fields:
         raise Refused(400, "encrypted body without encrypt_type=aes")
-    refuse_reused_query(redis_store.conn, args.get("signature", ""), timestamp, nonce, body, window)
-
     if not fields.get("MsgType") or not fields.get("FromUserName"):
         raise Refused(400, "missing MsgType or FromUserName")
     try:
@@ -134,7 +134,7 @@ def receive() -> Response:
     except Exception as exc:  # wechatpy's parser trusts its input
         raise Refused(400, f"unparseable message: {type(exc).__name__}") from None
 
-    reply_xml = _handle_once(msg, fields, query_key(args.get("signature", ""), timestamp, nonce))
+    reply_xml = _handle_once(msg, fields, query_key(args.get("signature", ""), timestamp, nonce), body, window)
     if not reply_xml:
         return _plain(SUCCESS)
     if safe_mode:
@@ -142,7 +142,29 @@ def receive() -> Response:
     return Response(reply_xml, mimetype="application/xml")
 
 
-def _handle_once(msg, fields: dict[str, str], signed_query: str) -> str:
+# One round trip for the two questions every push asks Redis: is the signed
+# query still this message's (security.refuse_reused_query, the same keys and
+# rules), and may this attempt take the push (a lease) or what did it answer.
+_CLAIM = Script(None, b"""
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) and redis.call('GET', KEYS[1]) ~= ARGV[1] then
+    return {0, false}
+end
+if redis.call('SET', KEYS[2], ARGV[3], 'NX', 'EX', ARGV[4]) then
+    return {1, false}
+end
+return {2, redis.call('GET', KEYS[2])}
+""")
+QUERY_REUSED, TAKEN = 0, 1
+
+
+def _claim(conn, signed_query: str, message: bytes, window: int, key: str) -> tuple[int, bytes | None]:
+    digest = hashlib.sha256(message).hexdigest().encode()
+    outcome, earlier = _CLAIM(keys=[QUERY_PREFIX + signed_query, key],
+                              args=[digest, 2 * window, PENDING, PENDING_LEASE], client=conn)
+    return outcome, earlier
+
+
+def _handle_once(msg, fields: dict[str, str], signed_query: str, message: bytes, window: int) -> str:
     """Do the work once per push; a retry gets the first answer again.
 
     Redis answers WeChat's retries quickly; the push's row in the database,
@@ -151,8 +173,10 @@ def _handle_once(msg, fields: dict[str, str], signed_query: str) -> str:
     keeps a signed query to its one message then too."""
     conn = redis_store.conn
     key = _dedupe_key(msg, fields)
-    if not conn.set(key, PENDING, nx=True, ex=PENDING_LEASE):
-        earlier = conn.get(key)
+    outcome, earlier = _claim(conn, signed_query, message, window, key)
+    if outcome == QUERY_REUSED:
+        raise Refused(403, "signed query already used for another message")
+    if outcome != TAKEN:
         if earlier in (None, PENDING):
             log.info("WeChat retry %s while another attempt works on it: asking for a later retry", key)
             raise Busy()
