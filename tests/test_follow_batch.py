@@ -216,3 +216,17 @@ def test_two_copies_of_one_push_at_once_make_one_touch_and_one_binding(app, wech
     assert the_user(openid).referrer_id == shop.user_id
     jobs.run()
     assert len(notices_to(shop.user_id)) == 1 and templates_to(shop.user.openid) == 1
+
+
+def test_one_openid_wechat_does_not_know_does_not_hold_up_the_others(app, wechat, shop, jobs, batch_calls):
+    """batchget refuses the whole call for one bad openid (40003): the batch
+    asks one by one, and everyone is checked."""
+    from sandbox.state import new_openid
+
+    known, = followers(1)
+    stranger = new_openid()  # not a person of the sandbox platform
+    for openid in (known, stranger):
+        wechat.push(wechat.subscribe(openid, shop.unit.scene))
+    jobs.run()
+    assert count(User, User.openid.in_([known, stranger]), User.profile_checked_at.is_(None)) == 0
+    assert len(notices_to(shop.user_id)) == 2
