@@ -30,6 +30,7 @@ LEVELS = {"1": "一级", "2": "二级"}
 TREE_LEVEL2 = 50     # level-2s shown under a level-1
 TREE_CUSTOMERS = 20  # customers shown under each distributor
 RECENT = 30
+PROBED_ORDERS = 20_000  # orders whose refunds a list page looks up one by one
 
 
 @dataclass(frozen=True)
@@ -144,10 +145,36 @@ def _not_a_distributor():
     return ~exists().where(Distributor.user_id == User.id)
 
 
+def _refunded(order_counts: dict[int, int]) -> dict[int, int]:
+    """What succeeded refunds gave back of each distributor's orders. Most
+    have a few orders: each order's refunds are looked up by the order (an
+    index probe each). The few with hundreds of thousands, once the page's
+    probes reach ``PROBED_ORDERS``, are summed by one join over the refunds."""
+    probed, joined, budget = [], [], PROBED_ORDERS
+    for distributor_id, count in sorted(order_counts.items(), key=lambda item: item[1]):
+        if count <= budget:
+            probed.append(distributor_id)
+            budget -= count
+        else:
+            joined.append(distributor_id)
+    out: dict[int, int] = {}
+    if probed:
+        of_order = (select(func.coalesce(func.sum(Refund.amount_fen), 0))
+                    .where(Refund.order_id == Order.id, Refund.status == RefundStatus.SUCCEEDED.value)
+                    .correlate(Order).scalar_subquery())
+        out.update(_sums(select(Order.distributor_id, func.sum(of_order)).where(Order.distributor_id.in_(probed))
+                         .group_by(Order.distributor_id)))
+    if joined:
+        out.update(_sums(select(Order.distributor_id, func.sum(Refund.amount_fen))
+                         .join(Order, Order.id == Refund.order_id)
+                         .where(Order.distributor_id.in_(joined), Refund.status == RefundStatus.SUCCEEDED.value)
+                         .group_by(Order.distributor_id)))
+    return out
+
+
 def figures_of(distributors: list[Distributor]) -> dict[int, Figures]:
-    """Each distributor's figures: four grouped queries over these ids only,
-    each an index range per id (a refund is looked up by its order, never
-    every refund read)."""
+    """Each distributor's figures: grouped queries over these ids only, each
+    an index range per id."""
     ids = [d.id for d in distributors]
     if not ids:
         return {}
@@ -156,21 +183,20 @@ def figures_of(distributors: list[Distributor]) -> dict[int, Figures]:
                       .where(User.referrer_id.in_(user_ids), _not_a_distributor()).group_by(User.referrer_id))
     level2 = _sums(select(Distributor.parent_id, func.count()).where(Distributor.parent_id.in_(ids))
                    .group_by(Distributor.parent_id))
-    refunded = (select(func.coalesce(func.sum(Refund.amount_fen), 0))
-                .where(Refund.order_id == Order.id, Refund.status == RefundStatus.SUCCEEDED.value)
-                .correlate(Order).scalar_subquery())
+    gross, order_counts = {}, {}
+    for distributor_id, paid_fen, count in db.session.execute(
+            select(Order.distributor_id, func.sum(case((Order.paid_at.is_not(None), Order.total_fen))), func.count())
+            .where(Order.distributor_id.in_(ids)).group_by(Order.distributor_id)):
+        gross[distributor_id], order_counts[distributor_id] = int(paid_fen or 0), count
     # Gross counts paid orders; what was refunded counts on any of their orders, as refunds are.
-    sales = {key: (int(gross or 0), int(back or 0)) for key, gross, back in db.session.execute(
-        select(Order.distributor_id, func.sum(case((Order.paid_at.is_not(None), Order.total_fen))), func.sum(refunded))
-        .where(Order.distributor_id.in_(ids)).group_by(Order.distributor_id))}
+    refunded = _refunded(order_counts)
     balances = {b.distributor_id: b for b in db.session.scalars(select(Balance).where(Balance.distributor_id.in_(ids)))}
     out = {}
     for d in distributors:
         b = balances.get(d.id)
-        gross, refunded_fen = sales.get(d.id, (0, 0))
         out[d.id] = Figures(
-            customers=customers.get(d.user_id, 0), level2=level2.get(d.id, 0),
-            gross_fen=gross, net_fen=gross - refunded_fen,
+            customers=customers.get(d.user_id, 0), level2=level2.get(d.id, 0), gross_fen=gross.get(d.id, 0),
+            net_fen=gross.get(d.id, 0) - refunded.get(d.id, 0),
             frozen_fen=b.frozen_fen if b else 0, withdrawable_fen=b.withdrawable_fen if b else 0,
             reserved_fen=b.reserved_fen if b else 0, withdrawn_fen=b.withdrawn_fen if b else 0)
     return out
