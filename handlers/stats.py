@@ -260,39 +260,65 @@ def compute(first: date, last: date, since: datetime | None = None, until: datet
 
 # -- the pre-aggregated days -------------------------------------------------------
 
-def _upsert(model, keys: list[str], columns: list[str]):
-    """INSERT … ON CONFLICT (keys) DO UPDATE, for many rows at once (executemany)."""
+def _upsert(model, keys: list[str], columns: list[str], only_changes: bool = False):
+    """INSERT … ON CONFLICT (keys) DO UPDATE, for many rows at once
+    (executemany); ``only_changes``: a row whose figures are the same is
+    left alone (no new row version, no index entries)."""
     dialect = db.session.get_bind().dialect.name
     insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
-    return insert.on_conflict_do_update(index_elements=keys,
-                                        set_={c: insert.excluded[c] for c in columns if c not in keys})
+    changed = [c for c in columns if c not in keys]
+    where = (tuple_(*[model.__table__.c[c] for c in changed]) != tuple_(*[insert.excluded[c] for c in changed])
+             if only_changes else None)
+    return insert.on_conflict_do_update(index_elements=keys, set_={c: insert.excluded[c] for c in changed},
+                                        where=where)
+
+
+def _among(model, unit_ids: list[int]):
+    """``model.unit_id`` is one of ``unit_ids`` (one array on PostgreSQL, however many)."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        return model.unit_id == any_(literal(unit_ids, postgresql.ARRAY(Integer())))
+    return model.unit_id.in_(unit_ids)
 
 
 CHUNK_DAYS = 31  # one recompute's queries cover at most a month of rows
+WHOLE_MONTH_FROM = 20_000  # units touched from which a month is summed again whole
 
 
 def recompute(first: date, last: date, at: datetime | None = None) -> int:
     """Count days first..last again from the rows and store them (idempotent:
     the same rows give the same table). Only days already over: today and
     later are refused quietly (they are counted live). Flushes; the caller
-    commits. Returns how many days were stored."""
+    commits. Returns how many days were stored. Unit rows whose figures did
+    not change are not written, and a month is summed again only for the
+    units of the days counted (yesterday counted again after midnight is
+    mostly what its snapshots already held)."""
     at = at or now()
     last = min(last, today(at) - timedelta(days=1))
     stored = 0
     months = {_month_of(d) for d in _days(first, last)} if first <= last else set()
+    touched: set[int] = set()
     while first <= last:
         chunk_last = min(last, first + timedelta(days=CHUNK_DAYS - 1))
         days, units = compute(first, chunk_last)
         db.session.execute(_upsert(DailyStat, ["day"], ["computed_at", *DAY_FIELDS]),
                            [dict(day=d, computed_at=at, **vars(f)) for d, f in days.items()])
-        db.session.execute(delete(DailyUnitStat).where(DailyUnitStat.day >= first, DailyUnitStat.day <= chunk_last))
-        unit_rows = [dict(day=d, unit_id=u, **vars(f)) for (d, u), f in units.items() if not f.is_empty()]
-        if unit_rows:
-            db.session.execute(_upsert(DailyUnitStat, ["day", "unit_id"], UNIT_FIELDS), unit_rows)
+        kept = {(_as_date(d), u) for d, u in db.session.execute(
+            select(DailyUnitStat.day, DailyUnitStat.unit_id)
+            .where(DailyUnitStat.day >= first, DailyUnitStat.day <= chunk_last))}
+        fresh = {key: f for key, f in units.items() if not f.is_empty()}
+        gone = sorted(kept - set(fresh))
+        for n in range(0, len(gone), 1000):
+            db.session.execute(delete(DailyUnitStat).where(
+                tuple_(DailyUnitStat.day, DailyUnitStat.unit_id).in_(gone[n:n + 1000])))
+        if fresh:
+            db.session.execute(_upsert(DailyUnitStat, ["day", "unit_id"], UNIT_FIELDS, only_changes=True),
+                               [dict(day=d, unit_id=u, **vars(f)) for (d, u), f in fresh.items()])
+        touched.update(u for _, u in kept)
+        touched.update(u for _, u in fresh)
         stored += len(days)
         first = chunk_last + timedelta(days=1)
     for month in sorted(months):
-        _sum_month(month)
+        _sum_month(month, sorted(touched) if len(touched) < WHOLE_MONTH_FROM else None)
     db.session.flush()
     return stored
 
@@ -305,19 +331,26 @@ def _next_month(month: date) -> date:
     return (month + timedelta(days=32)).replace(day=1)
 
 
-def _sum_month(month: date) -> None:
-    """The month's unit rows again, from its stored days."""
+def _sum_month(month: date, unit_ids: list[int] | None = None) -> None:
+    """The month's unit rows again, from its stored days: of ``unit_ids``
+    only when given (the other units' days did not change)."""
     end = _next_month(month)
-    db.session.execute(delete(MonthlyUnitStat).where(MonthlyUnitStat.month == month))
+    of_units = (lambda model: (_among(model, unit_ids),)) if unit_ids is not None else (lambda model: ())  # noqa: E731
+    in_month = (DailyUnitStat.day >= month, DailyUnitStat.day < end)
+    db.session.execute(delete(MonthlyUnitStat).where(
+        MonthlyUnitStat.month == month, *of_units(MonthlyUnitStat),
+        ~exists().where(DailyUnitStat.unit_id == MonthlyUnitStat.unit_id, *in_month)))
     sums = [func.sum(getattr(DailyUnitStat, name)) for name in UNIT_FIELDS]
     dialect = db.session.get_bind().dialect.name
     insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(MonthlyUnitStat).from_select(
         ["month", "unit_id", *UNIT_FIELDS],
         select(literal(month, Date()), DailyUnitStat.unit_id, *sums)
-        .where(DailyUnitStat.day >= month, DailyUnitStat.day < end).group_by(DailyUnitStat.unit_id))
+        .where(*in_month, *of_units(DailyUnitStat)).group_by(DailyUnitStat.unit_id))
     # Two pages summing the same month at once: the later one's sums stand.
-    db.session.execute(insert.on_conflict_do_update(index_elements=["month", "unit_id"],
-                                                    set_={n: insert.excluded[n] for n in UNIT_FIELDS}))
+    table = MonthlyUnitStat.__table__.c
+    db.session.execute(insert.on_conflict_do_update(
+        index_elements=["month", "unit_id"], set_={n: insert.excluded[n] for n in UNIT_FIELDS},
+        where=tuple_(*[table[n] for n in UNIT_FIELDS]) != tuple_(*[insert.excluded[n] for n in UNIT_FIELDS])))
 
 
 def stale_days(first: date, last: date, at: datetime | None = None) -> list[date]:
@@ -519,13 +552,8 @@ class _UnitSums:
     def _stored(self, unit_ids: list[int]) -> dict[int, UnitFigures]:
         if not self.parts:
             return {}
-        if db.session.get_bind().dialect.name == "postgresql":  # one array, however many units
-            ids = literal(unit_ids, postgresql.ARRAY(Integer()))
-            among = lambda model: model.unit_id == any_(ids)  # noqa: E731
-        else:
-            among = lambda model: model.unit_id.in_(unit_ids)  # noqa: E731
         selects = [select(p.model.unit_id, *[getattr(p.model, n) for n in UNIT_FIELDS])
-                   .where(among(p.model), p.key >= p.first, p.key <= p.last) for p in self.parts]
+                   .where(_among(p.model, unit_ids), p.key >= p.first, p.key <= p.last) for p in self.parts]
         rows = union_all(*selects).subquery() if len(selects) > 1 else selects[0].subquery()
         return {unit_id: UnitFigures(*[int(v or 0) for v in values]) for unit_id, *values in db.session.execute(
             select(rows.c.unit_id, *[func.sum(rows.c[n]) for n in UNIT_FIELDS]).group_by(rows.c.unit_id))}

@@ -519,6 +519,31 @@ def test_stats_rebuild_counts_days_again_from_the_rows(app, world):
         assert refused.exit_code != 0 and message in refused.output, refused.output
 
 
+def test_a_rebuild_drops_a_unit_left_with_nothing_from_its_day_and_month(app):
+    """Counted again, a day loses the row of a unit whose only visit is gone
+    (rows deleted behind the table's back), and so does its month."""
+    from models import MonthlyUnitStat
+
+    day = figures.today() - timedelta(days=3)
+    unit = merchant_unit_id()
+    visit = UnitVisit(unit_id=unit, visitor="guest-z", at=day_start(day) + timedelta(hours=1))
+    db.session.add(visit)
+    outbox.commit()
+    figures.recompute(day, day)
+    outbox.commit()
+    month = day.replace(day=1)
+    assert db.session.get(DailyUnitStat, (day, unit)).visits == 1
+    assert db.session.get(MonthlyUnitStat, (month, unit)).visits == 1
+    db.session.delete(visit)
+    outbox.commit()
+    figures.rebuild(day.isoformat(), day.isoformat())
+    outbox.commit()
+    db.session.expire_all()
+    assert db.session.get(DailyUnitStat, (day, unit)) is None
+    assert db.session.get(MonthlyUnitStat, (month, unit)) is None
+    assert db.session.get(DailyStat, day).visits == 0
+
+
 @pytest.mark.parametrize("query, message", [
     ("from=2026-12-10&to=2026-12-01", "开始日期不能晚于结束日期"),
     ("from=2020-01-01&to=2022-01-01", "日期范围最多 366 天"),
