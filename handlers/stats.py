@@ -28,7 +28,11 @@ Past days are read from ``daily_stats``/``daily_unit_stats`` (models/stats.py),
 a range's whole months of units from ``monthly_unit_stats``. Today is a
 stored part, brought up to date at most every ``SNAPSHOT_EVERY`` by adding
 the rows stamped since, plus the newest rows counted live: a page costs a
-few minutes of rows, however big the shop. A day's row computed before the day was over (plus
+few minutes of rows, however big the shop (a part of a day counts a visitor
+at their first visit of the day, so the parts add up). The top units and
+the funnel are ranked without summing every unit: each day's (month's)
+first units are read from an index until the ranking is proven exact
+(``_ranked``). A day's row computed before the day was over (plus
 ``SETTLE_MARGIN`` for transactions still committing at midnight) is stale and
 is recomputed when a page asks for it, as is a missing one: so the first page
 after midnight counts yesterday once, and a move of the sandbox clock finds
