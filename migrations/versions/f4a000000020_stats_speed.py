@@ -50,8 +50,8 @@ def upgrade():
                        " NOT NULL DEFAULT 0")
         else:
             op.add_column('daily_stats', sa.Column(name, type_, nullable=False, server_default='0'))
-    sums = ", ".join(f"{name} = coalesce((SELECT sum(u.{name}) FROM daily_unit_stats u WHERE u.day = daily_stats.day), 0)"
-                     for name, _ in COLUMNS)
+    sums = ", ".join(f"{name} = coalesce((SELECT sum(u.{name}) FROM daily_unit_stats u"
+                     f" WHERE u.day = daily_stats.day), 0)" for name, _ in COLUMNS)
     op.execute(f"UPDATE daily_stats SET {sums}")
     for name, table, columns in INDEXES:
         op.create_index(name, table, columns, unique=False, if_not_exists=True)
