@@ -216,7 +216,8 @@ def unit_by_scene(scene: str) -> UnitView | None:
 def _unit_view(row) -> UnitView:
     owner = None
     if row.distributor_id is not None:
-        owner = OwnerView(row.distributor_id, row.owner_user_id, row.status, Person(row.owner_openid, row.owner_nickname))
+        owner = OwnerView(row.distributor_id, row.owner_user_id, row.status,
+                          Person(row.owner_openid, row.owner_nickname))
     return UnitView(row.id, row.name, row.slug, owner)
 
 
