@@ -23,6 +23,8 @@ as production runs it (one long-lived process, RQ's SimpleWorker: no fork
 per job). Its RSS after 1 %, 10 %, 50 % and 100 % of the jobs, the drain
 rate, and whether every message was sent exactly once.
 
+Sizes are in MiB (2**20 bytes, as ps and top count), labelled MB.
+
 **Drops and recreates the database** (default fx_mem_bench; a name without
 "bench" is refused) **and FLUSHDBs the Redis database** (default db 11; db 0
 is refused) at the start of each part.
@@ -482,7 +484,7 @@ def run_gunicorn(args, stamp: str) -> dict:
             p.start()
             procs.append(p)
         log(f"load: {args.client_procs} processes × {args.client_threads} connections, closed loop, "
-            f"{args.warmup:.0f} s warm-up + {args.duration:.0f} s; sampling RSS every second")
+            f"{args.warmup:.0f} s warm-up + {args.duration:.0f} s; RSS sampled every {args.gunicorn_sample_every:g} s")
         samples: dict[int, list[tuple[float, float]]] = {}
         started = time.time()
         load_at_start = os.getloadavg()
