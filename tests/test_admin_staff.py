@@ -167,3 +167,17 @@ def test_two_owners_creating_one_name_at_once_make_one_account(app, base, staff_
     db.session.rollback()
     assert db.session.scalar(select(func.count()).select_from(Staff).where(Staff.name == "twin")) == 1
     assert [e.after["name"] for e in _audit("staff.create")].count("twin") == 1
+
+
+def test_an_older_heavier_password_hash_still_signs_in_and_is_made_light(app, base, make_staff):
+    from argon2 import PasswordHasher
+
+    member = make_staff("old.account", "owner")
+    member.password_hash = PasswordHasher().hash(PASSWORD)  # the library's default: 64 MiB a check
+    db.session.commit()
+    browser = requests.Session()
+    assert log_in(browser, base, "old.account").status_code == 302
+    db.session.expire_all()
+    now_hash = db.session.get(Staff, member.id).password_hash
+    assert now_hash.startswith("$argon2id$") and "$m=7168,t=5,p=1$" in now_hash
+    assert log_in(requests.Session(), base, "old.account", "wrong password").status_code != 302
