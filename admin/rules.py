@@ -15,10 +15,11 @@ from handlers.errors import DomainError
 
 from . import bp
 from .auth import actor, requires
+from .exports import button as export_button
 from .support import before_arg, keyset, run
 
-STATE_NAMES = {"current": ("生效中", "success"), "scheduled": ("待生效", "warning"), "replaced": ("已被替换", "info"),
-               "cancelled": ("已撤销", "info")}
+STATE_NAMES = {state: (text, {"current": "success", "scheduled": "warning"}.get(state, "info"))
+               for state, text in rules_.STATE_TEXT.items()}
 
 
 def _page(typed: dict[str, str] | None = None, *, error: str | None = None, status: int = 200,
@@ -99,4 +100,5 @@ def rule_history():
     current = rules_.in_effect_ids(at)
     return render_template("admin/rules_history.html", rows=[(v, rules_.state_of(v, current, at)) for v in found],
                            next_before=next_before, args={"key": key} if key else {}, key=key,
-                           all_rules=rules_.RULES, show=rules_.show, state_names=STATE_NAMES)
+                           all_rules=rules_.RULES, show=rules_.show, state_names=STATE_NAMES,
+                           export=export_button("rules", {"key": key} if key else {}))

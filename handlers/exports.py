@@ -39,7 +39,7 @@ from models import Export, ExportState, db
 from models.order import STATUS_TEXT
 
 from . import (application_queue, audit, catalogue, distributor_pages, order_search, order_story, outbox, reconcile,
-               settings, withdrawals)
+               rules, settings, withdrawals)
 from . import staff as staff_rules
 from .clock import CHINA, now
 from .errors import DomainError, Forbidden, NotFound
@@ -392,6 +392,19 @@ def _difference_rows(filters: Mapping[str, str]) -> Iterator[Sequence[Any]]:
              d.resolved_by or "", _when(d.resolved_at)) for d in diffs)
 
 
+def _rule_rows(filters: Mapping[str, str]) -> Iterator[Sequence[Any]]:
+    key = filters.get("key") or None
+    if key is not None and key not in rules.RULES:
+        raise DomainError("没有这条规则")
+    at = now()
+    current = rules.in_effect_ids(at)
+    found = _pages(lambda cursor, limit: rules.history(key, cursor, limit))
+    return ((v.id, v.revision, rules.RULES[v.key].label if v.key in rules.RULES else v.key,
+             rules.show(v.key, v.value) if v.key in rules.RULES else v.value, _when(v.effective_from),
+             rules.STATE_TEXT[rules.state_of(v, current, at)], v.created_by, v.reason, _when(v.created_at),
+             v.cancelled_by or "", _when(v.cancelled_at)) for v in found)
+
+
 def _staff_rows(filters: Mapping[str, str]) -> Iterator[Sequence[Any]]:
     last = staff_rules.last_logins()
     return ((m.id, m.name, staff_rules.ROLE_NAMES.get(m.role, m.role), "已开启" if m.has_2fa else "未开启",
@@ -426,3 +439,6 @@ register("reconcile", title="对账差异", permission="reconcile.view", fields=
                   "本系统金额（元）", "本系统状态", "处理状态", "处理说明", "处理人", "处理时间"), rows=_difference_rows)
 register("staff", title="员工", permission="staff.manage", fields=(),
          headers=("编号", "用户名", "角色", "两步验证", "状态", "停用时间", "最近登录"), rows=_staff_rows)
+register("rules", title="规则修改记录", permission="rules.view", fields=("key",),
+         headers=("编号", "版本", "规则", "新值", "生效时间", "状态", "修改人", "原因", "保存于", "撤销人", "撤销时间"),
+         rows=_rule_rows)

@@ -504,6 +504,9 @@ def overview() -> Overview:
                     _toml()["distribution"]["max_total_rate_bp"])
 
 
+STATE_TEXT = {"current": "生效中", "scheduled": "待生效", "replaced": "已被替换", "cancelled": "已撤销"}
+
+
 def history(key: str | None = None, before_id: int | None = None, limit: int = 50) -> list[RuleVersion]:
     """Every version, newest first (``limit + 1`` rows: the extra says a next page exists)."""
     query = select(RuleVersion).order_by(RuleVersion.id.desc()).limit(limit + 1)

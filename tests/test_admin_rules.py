@@ -202,3 +202,19 @@ def test_two_staff_saving_at_once_one_wins_the_other_is_told(app, base, staff_br
     assert sorted(codes) == [302, 409, 409]
     [v] = versions()
     assert rules.revision() == 1 and v.revision == 1
+
+
+def test_the_history_exports_as_listed_with_its_filter(app, base, staff_browser):
+    from test_admin_exports import export_form, press_export, table
+
+    b = staff_browser("owner")
+    submit(b, base, b.get(url(base)).text, level1_rate_bp="12.5", withdraw_min_fen="5", reason="=双十二活动")
+    rows = table(press_export(b, base, "/admin/rules/history"))
+    assert rows[0][:6] == ["编号", "版本", "规则", "新值", "生效时间", "状态"]
+    assert sorted((row[2], row[3], row[5]) for row in rows[1:]) == [
+        ("一级佣金比例", "12.5%", "生效中"), ("最低提现金额", "¥5.00", "生效中")]
+    assert {row[6] for row in rows[1:]} == {b.staff_name} and {row[7] for row in rows[1:]} == {"'=双十二活动"}
+    only = table(press_export(b, base, "/admin/rules/history", key="withdraw_min_fen"))
+    assert [row[2] for row in only[1:]] == ["最低提现金额"]
+    form = export_form(b.get(url(base, "/history")).text)
+    assert post(b, f"{base}/admin/exports", dict(form, key="nothing")).status_code == 400
