@@ -11,12 +11,14 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from . import config as config_module
 from . import input_guard, redact
 from .config import Settings
-from .extensions import csrf, db, limiter, migrate, queue, redis_store
+from .extensions import csrf, db, limiter, queue, redis_store
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def create_app(settings: Settings | None = None) -> Flask:
+def create_app(settings: Settings | None = None, *, migrations: bool = True) -> Flask:
+    """``migrations=False`` leaves Flask-Migrate out (Alembic and Mako, about
+    11 MB a process): a web worker never runs the ``db`` command."""
     if settings is None:
         try:
             settings = config_module.load()
@@ -50,6 +52,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.url_map.converters["id"] = input_guard.IdConverter  # before any route uses <id:…>
     app.before_request(input_guard.check_request)
     register_extensions(app)
+    if migrations:
+        register_migrations(app)
     register_blueprints(app, settings)
     redact.install(settings, ())  # again: the blueprints' loggers exist now
     from . import errors
@@ -59,10 +63,15 @@ def create_app(settings: Settings | None = None) -> Flask:
     return app
 
 
+def register_migrations(app: Flask) -> None:
+    from flask_migrate import Migrate
+
+    Migrate(app, db, directory=str(ROOT / "migrations"), render_as_batch=True, compare_type=True,
+            render_item=_render_item)
+
+
 def register_extensions(app: Flask) -> None:
     db.init_app(app)
-    migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True,
-                     compare_type=True, render_item=_render_item)
     redis_store.init_app(app)
     queue.init_app(app)
     csrf.init_app(app)

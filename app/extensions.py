@@ -1,12 +1,10 @@
 """Extension objects, created without an app and bound in ``create_app``."""
 from __future__ import annotations
 
-import fakeredis
 import redis
 from flask import Flask, current_app
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
-from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
 from rq import Queue, Retry
@@ -54,7 +52,6 @@ def _sqlite_savepoint_inside_a_transaction(conn, _name) -> None:
     dbapi_conn = conn.connection.dbapi_connection
     if isinstance(dbapi_conn, sqlite3.Connection) and not dbapi_conn.in_transaction:
         dbapi_conn.execute("BEGIN")
-migrate = Migrate()
 # H5 forms carry a token; WeChat's pushes and the sandbox platform are exempt.
 csrf = CSRFProtect()
 # Rate limits (the admin login) live in Redis, shared by every worker; with
@@ -73,6 +70,8 @@ class RedisHolder:
         if url:
             conn = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
         else:
+            import fakeredis  # the stand-in only: a deployment with Redis never loads it
+
             conn = fakeredis.FakeRedis(server=fakeredis.FakeServer())
         app.extensions["fenxiao.redis"] = conn
 

@@ -137,6 +137,22 @@ def test_worker_burst_runs_queued_jobs(app, settings, sandbox_user, jobs, tmp_pa
 # --- migrations -------------------------------------------------------------------------
 
 @pytest.mark.slow
+def test_a_served_worker_leaves_the_migrations_tool_out_and_still_serves(tmp_path, repo_root):
+    database = tmp_path / "served.sqlite"
+    config = write_toml(tmp_path / "c.toml", make_raw_config(
+        "http://127.0.0.1:5999", f"sqlite:///{database}", app={"redis_url": ""}))
+    assert flask_cli("db", "upgrade", config=config, cwd=repo_root).returncode == 0
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FENXIAO_")}
+    env["FENXIAO_CONFIG"] = str(config)
+    probe = ("import sys, gunicorn, wsgi\n"
+             "res = wsgi.app.test_client().get('/healthz')\n"
+             "print(res.status_code, 'flask_migrate' in sys.modules, 'migrate' in wsgi.app.extensions)")
+    served = subprocess.run([sys.executable, "-c", probe], cwd=repo_root, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert served.returncode == 0, served.stderr
+    assert served.stdout.split()[-3:] == ["200", "False", "False"]
+
+
 def test_db_upgrade_builds_the_schema_on_a_fresh_sqlite_file(tmp_path, repo_root):
     database = tmp_path / "fresh.sqlite"
     config = write_toml(tmp_path / "c.toml", make_raw_config(
