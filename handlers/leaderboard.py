@@ -365,18 +365,12 @@ def board(name: str, unit_id: int | None = None, at: datetime | None = None, top
     p = period(name, at)
     if source is None:
         source = "sql" if current_app.config["SETTINGS"].uses_redis_fallback else "redis"
-    viewer = None
     try:
-        if source == "redis":
-            rows, mine, gap, viewer = _from_redis(p, unit_id, top, user_id)
-        else:
-            viewer = _viewer(user_id) if user_id is not None else None
-            rows, mine, gap = _from_sql(p, viewer.unit_id if viewer else unit_id, top)
+        rows, mine, gap, viewer = (_from_redis if source == "redis" else _from_sql)(p, unit_id, top, user_id)
     except RedisError as exc:  # the page still answers, from the truth
         log.warning("leaderboard read from SQL: Redis failed (%s)", exc)
         db.session.rollback()
-        viewer = _viewer(user_id) if user_id is not None else None
-        rows, mine, gap = _from_sql(p, viewer.unit_id if viewer else unit_id, top)
+        rows, mine, gap, viewer = _from_sql(p, unit_id, top, user_id)
     if user_id is not None:
         unit_id = viewer.unit_id if viewer else None
     for r in rows + ([mine] if mine else []):
@@ -401,7 +395,10 @@ def _ranked(scores: list[tuple[int, int]]) -> list[Row]:
     return rows
 
 
-def _from_sql(p: Period, unit_id: int | None, top: int):
+def _from_sql(p: Period, unit_id: int | None, top: int, user_id: int | None = None):
+    viewer = _viewer(user_id) if user_id is not None else None
+    if user_id is not None:
+        unit_id = viewer.unit_id if viewer else None
     figures = sales(p)
     _, frozen, _ = _people([])
     # Equal sales in Redis's order: the member's text, descending.
@@ -415,7 +412,7 @@ def _from_sql(p: Period, unit_id: int | None, top: int):
     rows = ranked[:top]
     shown = rows + ([mine] if mine else [])
     _name(shown, _people(r.unit_id for r in shown)[0])
-    return rows, mine, gap
+    return rows, mine, gap, viewer
 
 
 def sales(p: Period) -> dict[int, int]:

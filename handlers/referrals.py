@@ -66,14 +66,23 @@ def attribute_referral(user: User, source: Source, token: str, at: datetime | No
     return Touch(outcome, unit)
 
 
-def _decide(user: User, unit: Unit | None, source: Source, at: datetime) -> TouchOutcome:
+def _refused(unit: Unit | UnitView | None) -> TouchOutcome | None:
+    """What a code that binds nobody says; None when its distributor may bind.
+    (The one-statement follow on PostgreSQL spells the same rule in SQL.)"""
     if unit is None:
         return TouchOutcome.UNKNOWN
     if unit.is_merchant:
         return TouchOutcome.MERCHANT
-    owner = unit.distributor
-    if not owner.is_active:
+    if not unit.distributor.is_active:
         return TouchOutcome.UNKNOWN
+    return None
+
+
+def _decide(user: User, unit: Unit | None, source: Source, at: datetime) -> TouchOutcome:
+    refused = _refused(unit)
+    if refused is not None:
+        return refused
+    owner = unit.distributor
     if owner.user_id == user.id:
         return TouchOutcome.SELF
     bound = db.session.execute(
@@ -262,11 +271,8 @@ def _insert_new_follower(conn, openid: str, token: str, unit: UnitView | None, o
 
 
 def _new_user_outcome(unit: UnitView | None) -> TouchOutcome:
-    if unit is None:
-        return TouchOutcome.UNKNOWN
-    if unit.is_merchant:
-        return TouchOutcome.MERCHANT
-    return TouchOutcome.BOUND if unit.distributor.is_active else TouchOutcome.UNKNOWN
+    refused = _refused(unit)
+    return TouchOutcome.BOUND if refused is None else refused
 
 
 def notify_new_members(member_ids: list[int]) -> None:

@@ -92,14 +92,24 @@ def update_profile(openid: str, *, nickname: str | None = None, avatar_url: str 
     user = db.session.scalars(select(User).where(User.openid == openid)).one_or_none()
     if user is None:
         raise NotFound("用户不存在")
+    nickname, avatar_url, unionid = _cleaned(nickname, avatar_url, unionid)
     if nickname:
-        user.nickname = nickname.strip()[:64]
-    if avatar_url and avatar_url.startswith(("http://", "https://")):
-        user.avatar_url = avatar_url[:512]
+        user.nickname = nickname
+    if avatar_url:
+        user.avatar_url = avatar_url
     if unionid:
-        user.unionid = unionid[:64]
+        user.unionid = unionid
     user.profile_checked_at = at or now()
     return user
+
+
+def _cleaned(nickname: str | None, avatar_url: str | None, unionid: str | None
+             ) -> tuple[str | None, str | None, str | None]:
+    """What of WeChat's profile fields we keep: None for an absent or unusable one."""
+    nickname = (nickname or "").strip()[:64] or None
+    avatar_url = avatar_url[:512] if avatar_url and avatar_url.startswith(("http://", "https://")) else None
+    unionid = (unionid or "")[:64] or None
+    return nickname, avatar_url, unionid
 
 
 def get_user(openid: str) -> User | None:
@@ -177,17 +187,9 @@ def fill_profiles(infos: dict[str, dict], at: datetime | None = None) -> list[in
     bound = []
     conn = db.session.connection()
     for openid, info in infos.items():
-        nickname, avatar_url, unionid = _profile_fields(info)
+        nickname, avatar_url, unionid = _cleaned(info.get("nickname"), info.get("headimgurl"), info.get("unionid"))
         row = conn.execute(_FILL_PROFILE, {"b_openid": openid, "b_nickname": nickname, "b_avatar_url": avatar_url,
                                            "b_unionid": unionid, "b_at": at}).one_or_none()
         if row is not None and row.referrer_id is not None and row.attributed_at and row.attributed_at >= since:
             bound.append(row.id)
     return bound
-
-
-def _profile_fields(info: dict) -> tuple[str | None, str | None, str | None]:
-    nickname = (info.get("nickname") or "").strip()[:64] or None
-    avatar_url = info.get("headimgurl") or ""
-    avatar_url = avatar_url[:512] if avatar_url.startswith(("http://", "https://")) else None
-    unionid = (info.get("unionid") or "")[:64] or None
-    return nickname, avatar_url, unionid

@@ -59,26 +59,6 @@ def query_key(signature: str, timestamp: str, nonce: str) -> str:
     return hashlib.sha256(triple).hexdigest()
 
 
-def refuse_reused_query(conn, signature: str, timestamp: str, nonce: str, message: bytes,
-                        window: int) -> None:
-    """Remember which message a (timestamp, nonce, signature) brought; the
-    same triple with another message is refused. WeChat's own retry repeats
-    the query and the message, and goes through (the dedupe answers it).
-
-    ``message`` is what will be acted on (the decrypted XML in safe mode), so
-    a retry whose ciphertext was made afresh is still the same message. The
-    memory lasts two windows: a timestamp is accepted from ``window`` before
-    to ``window`` after its time, and hosts' clocks differ a little. Should
-    Redis forget, the push's row in the database refuses the query too."""
-    key = QUERY_PREFIX + query_key(signature, timestamp, nonce)
-    digest = hashlib.sha256(message).hexdigest().encode()
-    if conn.set(key, digest, nx=True, ex=2 * window):
-        return
-    seen = conn.get(key)
-    if seen is None or not hmac.compare_digest(seen, digest):
-        raise Refused(403, "signed query already used for another message")
-
-
 # Fields WeChat always sends as plain text (other events nest, e.g. SendPicsInfo).
 TEXT_FIELDS = frozenset({"ToUserName", "FromUserName", "CreateTime", "MsgType", "MsgId", "MsgID",
                          "Content", "Event", "EventKey", "Ticket", "Encrypt"})

@@ -142,9 +142,14 @@ def receive() -> Response:
     return Response(reply_xml, mimetype="application/xml")
 
 
-# One round trip for the two questions every push asks Redis: is the signed
-# query still this message's (security.refuse_reused_query, the same keys and
-# rules), and may this attempt take the push (a lease) or what did it answer.
+# One round trip for the two questions every push asks Redis. Is the signed
+# query still this message's: the (timestamp, nonce, signature) is remembered
+# with the digest of what will be acted on (the decrypted XML in safe mode, so
+# a retry encrypted afresh is the same message) for two windows, since a
+# timestamp is taken from ``window`` before to ``window`` after its time; the
+# same triple with another message is refused (should Redis forget, the push's
+# row in the database refuses it too). And may this attempt take the push (a
+# lease), or what did the attempt that took it answer.
 _CLAIM = Script(None, b"""
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) and redis.call('GET', KEYS[1]) ~= ARGV[1] then
     return {0, false}
