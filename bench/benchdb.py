@@ -1,5 +1,6 @@
 """What the PostgreSQL benchmarks share: a database of their own, dropped
-and made again, never one whose name lacks "bench"."""
+and made again, never one whose name lacks "bench"; sandbox followers to
+send messages to."""
 from __future__ import annotations
 
 
@@ -20,3 +21,22 @@ def recreate_database(url: str) -> None:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
     finally:
         admin.dispose()
+
+
+def sandbox_followers(n: int) -> list:
+    """``n`` sandbox WeChat users who follow the account, in the caller's app
+    context; their profile fetches are left out of any backlog (plain commits,
+    not outbox.commit)."""
+    from app.extensions import db
+    from handlers import users
+    from sandbox.people import create_user
+
+    people = []
+    for i in range(n):
+        person = create_user(f"粉丝{i}")
+        person.subscribed = True
+        db.session.commit()
+        users.subscribe(person.openid)
+        db.session.commit()
+        people.append(users.get_user(person.openid))
+    return people

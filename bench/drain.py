@@ -52,21 +52,14 @@ SEED = r'''
 import sys
 from app import create_app
 from app.extensions import db
-from handlers import notifications, outbox, users
+from bench.benchdb import sandbox_followers
+from handlers import notifications, outbox
 from models import NotificationKind
-from sandbox.people import create_user
 
 n_jobs, n_people = int(sys.argv[1]), int(sys.argv[2])
 app = create_app()
 with app.app_context():
-    people = []
-    for i in range(n_people):
-        person = create_user(f"粉丝{i}")
-        person.subscribed = True
-        db.session.commit()
-        users.subscribe(person.openid)
-        db.session.commit()  # not outbox.commit: the profile fetches are not part of the backlog
-        people.append(users.get_user(person.openid))
+    people = sandbox_followers(n_people)
     from models import OutboxRow
     db.session.query(OutboxRow).delete()
     db.session.commit()

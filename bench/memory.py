@@ -203,22 +203,15 @@ def seed_jobs(n_jobs: int, n_people: int, real_every: int) -> dict:
     delivered twice): the same RQ and outbox code, no HTTP call."""
     from app import create_app
     from app.extensions import db, queue
-    from handlers import notifications, outbox, users
+    from handlers import notifications, outbox
     from sqlalchemy import func, select, update
 
+    from benchdb import sandbox_followers
     from models import Notification, NotificationKind, OutboxRow
-    from sandbox.people import create_user
 
     app = create_app()
     with app.app_context():
-        people = []
-        for i in range(n_people):
-            person = create_user(f"粉丝{i}")
-            person.subscribed = True
-            db.session.commit()
-            users.subscribe(person.openid)
-            db.session.commit()
-            people.append(users.get_user(person.openid))
+        people = sandbox_followers(n_people)
         db.session.query(OutboxRow).delete()  # the profile fetches are not part of the backlog
         db.session.commit()
         queue.queue.empty()
