@@ -1,6 +1,6 @@
 """A real browser buys one product: headless Chromium at 375 px, as a guest
 outside WeChat, from a distributor's unit link through the sandbox Alipay
-cashier and back. Screenshots of every step go to tests/screenshots/.
+cashier and back. Screenshots of every step go to tests/screenshots/buy/.
 
 Needs /usr/bin/chromium and /usr/bin/chromedriver (Debian packages chromium
 and chromium-driver) and selenium. Without them the test is skipped, except
@@ -22,6 +22,7 @@ from models import Order, db
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 SHOTS = Path(__file__).resolve().parent / "screenshots"
+BUY = SHOTS / "buy"  # this test's own: other browser tests write beside it at the same time (pytest-xdist)
 PHONE_UA = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
             "Version/17.0 Mobile/15E148 Safari/604.1")
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,15 +102,15 @@ def test_a_guest_buys_one_product_in_a_phone_browser(app, driver, settings):
     catalogue.seed_tryout_catalogue()
     outbox.commit()
     d = make_distributor("小美")
-    if SHOTS.exists():
-        shutil.rmtree(SHOTS)
+    if BUY.exists():
+        shutil.rmtree(BUY)
     wait = WebDriverWait(driver, 15)
 
     driver.get(f"{base}/h5/u/{d.unit.slug}")
     assert driver.title == d.unit.name
     assert driver.execute_script("return window.innerWidth") == 375
     assert "小美 为你推荐" in driver.find_element(By.CLASS_NAME, "fx-profile").text
-    shoot(driver, "01-unit-shop")
+    shoot(driver, "01-unit-shop", folder=BUY)
     # No sideways scrolling at 375 px.
     assert driver.execute_script("return document.documentElement.scrollWidth") <= 375
 
@@ -119,12 +120,12 @@ def test_a_guest_buys_one_product_in_a_phone_browser(app, driver, settings):
     qty = driver.find_element(By.ID, "qty")
     qty.clear()
     qty.send_keys("2")
-    shoot(driver, "02-product")
+    shoot(driver, "02-product", folder=BUY)
     driver.find_element(By.ID, "add-to-cart").click()
 
     wait.until(ready.presence_of_element_located((By.ID, "cart-total")))
     assert driver.find_element(By.ID, "cart-total").text == "¥178.00"
-    shoot(driver, "03-cart")
+    shoot(driver, "03-cart", folder=BUY)
     driver.find_element(By.ID, "checkout").click()
 
     wait.until(ready.presence_of_element_located((By.ID, "place-order")))
@@ -136,18 +137,18 @@ def test_a_guest_buys_one_product_in_a_phone_browser(app, driver, settings):
     wait.until(ready.presence_of_element_located((By.CLASS_NAME, "fx-error")))
     assert "手机号" in driver.find_element(By.CLASS_NAME, "fx-error").text
     assert driver.find_element(By.ID, "name").get_attribute("value") == "韩梅梅"
-    shoot(driver, "04-checkout-error")
+    shoot(driver, "04-checkout-error", folder=BUY)
     mobile = driver.find_element(By.ID, "mobile")
     mobile.clear()
     mobile.send_keys("13800138000")
     driver.find_element(By.ID, "note").send_keys("工作日送货")
-    shoot(driver, "05-checkout")
+    shoot(driver, "05-checkout", folder=BUY)
     driver.find_element(By.ID, "place-order").click()
 
     # Outside WeChat: the sandbox Alipay cashier.
     wait.until(ready.url_contains("/sandbox/pay/alipay/"))
     assert "178.00" in driver.page_source
-    shoot(driver, "06-alipay-cashier")
+    shoot(driver, "06-alipay-cashier", folder=BUY)
     driver.find_element(By.XPATH, "//form[contains(@action,'/pay')]//button").click()
 
     wait.until(ready.url_contains("/h5/orders/"))
@@ -156,16 +157,16 @@ def test_a_guest_buys_one_product_in_a_phone_browser(app, driver, settings):
     wait.until(ready.presence_of_element_located((By.ID, "order-status")))
     assert driver.find_element(By.ID, "order-status").text == "待发货"
     assert driver.find_element(By.ID, "order-total").text == "¥178.00"
-    shoot(driver, "07-order-paid")
+    shoot(driver, "07-order-paid", folder=BUY)
 
     driver.get(f"{base}/h5/orders")
     assert "待发货" in driver.page_source
-    shoot(driver, "08-my-orders")
+    shoot(driver, "08-my-orders", folder=BUY)
 
     db.session.rollback()
     order = db.session.scalars(select(Order)).one()
     assert (order.status, order.pay_channel, order.total_fen) == ("paid", "alipay", 17800)
     assert (order.unit_id, order.distributor_id, order.guest_mobile) == (d.unit.id, d.id, "13800138000")
-    assert sorted(p.name for p in SHOTS.glob("*.png")) == [
+    assert sorted(p.name for p in BUY.glob("*.png")) == [
         "01-unit-shop.png", "02-product.png", "03-cart.png", "04-checkout-error.png", "05-checkout.png",
         "06-alipay-cashier.png", "07-order-paid.png", "08-my-orders.png"]
