@@ -67,6 +67,8 @@ SEED = [
      INSERT INTO distributors (user_id, level, status, real_name, mobile, approved_at)
      SELECT u.id, 1, 'active', '分销商' || u.id, '137' || lpad(u.id::text, 8, '0'), u.created_at + interval '1 hour'
      FROM users u WHERE u.id % (:u / :d) = 0 ORDER BY u.id LIMIT :d"""),
+    ("distributors' users", """
+     UPDATE users SET is_distributor = true WHERE id IN (SELECT user_id FROM distributors)"""),
     ("units", """
      INSERT INTO units (distributor_id, name, slug, invite_code, scene, qr_status, poster_version, created_at)
      SELECT d.id, d.real_name || '的小店', 's' || d.id, 'i' || d.id, 'scene' || d.id, 'ready', 0, d.approved_at

@@ -88,7 +88,7 @@ def seed(n_distributors: int, n_payments: int, rng: random.Random) -> None:
         users.append({"id": i, "openid": f"oBENCH{i:08d}{'x' * 14}", "nickname": f"用户{i}",
                       "avatar_url": f"https://thirdwx.qlogo.cn/mmopen/bench{i}/132" if i % 3 else None,
                       "subscription": "subscribed", "first_contact": "subscribe", "created_at": at,
-                      "source": "organic"})
+                      "source": "organic", "is_distributor": True})
         distributors.append({"id": i, "user_id": i, "level": 1, "status": "frozen" if i % 1000 == 7 else "active",
                              "real_name": rng.choice(SURNAMES) + "".join(rng.choices(GIVEN, k=rng.randint(1, 2))),
                              "mobile": f"137{i:08d}", "approved_at": at})

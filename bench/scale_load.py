@@ -233,7 +233,7 @@ def load(dsn: str, sizes: Sizes, seed: int, log) -> Facts:
     names = [""] + [rng.choice(SURNAMES) + "".join(rng.choices(GIVEN, k=randint(1, 2))) for _ in range(D)]
 
     users = copier("users", "id openid nickname avatar_url subscription first_contact created_at subscribed_at "
-                            "last_interaction_at referrer_id source attributed_at")
+                            "last_interaction_at referrer_id source attributed_at is_distributor")
     distributors = copier("distributors", "id user_id level parent_id parent_level status real_name mobile approved_at")
     units = copier("units", "id distributor_id name slug invite_code scene qr_status poster_version created_at")
     applications = copier("applications", "user_id real_name mobile reason status reject_reason decided_by "
@@ -245,12 +245,12 @@ def load(dsn: str, sizes: Sizes, seed: int, log) -> Facts:
         p = parent.get(d)
         if p:  # brought by its parent (a distributor's user id is its own id)
             users.add(f"{d}\toSCALE{d:010d}dddddddddddd\t店主{d}\t{NULL}\tsubscribed\tsubscribe\t{joined}\t{joined}\t"
-                      f"{at}\t{p}\tinvite\t{joined}")
+                      f"{at}\t{p}\tinvite\t{joined}\tt")
             distributors.add(f"{d}\t{d}\t2\t{p}\t1\tactive\t{names[d]}\t137{d:08d}\t{at}")
             touches.add(f"{d}\t{unit_id[p]}\tinvite\ti{p:07d}\tbound\t{joined}")
         else:
             users.add(f"{d}\toSCALE{d:010d}dddddddddddd\t店主{d}\t{NULL}\tsubscribed\tsubscribe\t{joined}\t{joined}\t"
-                      f"{at}\t{NULL}\torganic\t{NULL}")
+                      f"{at}\t{NULL}\torganic\t{NULL}\tt")
             distributors.add(f"{d}\t{d}\t1\t{NULL}\t{NULL}\t{'frozen' if d % 997 == 500 else 'active'}\t{names[d]}\t"
                              f"137{d:08d}\t{at}")
         units.add(f"{unit_id[d]}\t{d}\t{names[d]}的小店\tu{d:09d}\ti{d:07d}\tsc{d:010d}\tready\t0\t{at}")
@@ -276,18 +276,18 @@ def load(dsn: str, sizes: Sizes, seed: int, log) -> Facts:
             buyer_ref[u] = d
             if u & 1:
                 users.add(f"{u}\t{openid}\t{NULL}\t{NULL}\t{state}\tsubscribe\t{created}\t{created}\t{created}\t{d}\t"
-                          f"qr\t{created}")
+                          f"qr\t{created}\tf")
                 touches.add(f"{u}\t{unit_id[d]}\tqr\tsc{d:010d}\tbound\t{created}")
             else:
                 users.add(f"{u}\t{openid}\t{NULL}\t{NULL}\t{state}\toauth\t{created}\t{created}\t{created}\t{d}\t"
-                          f"link\t{created}")
+                          f"link\t{created}\tf")
                 touches.add(f"{u}\t{unit_id[d]}\tlink\tu{d:09d}\tbound\t{created}")
             if u % 3 == 0:
                 other = picks[i - 1]
                 touches.add(f"{u}\t{unit_id[other]}\tlink\tu{other:09d}\talready\t{created}")
         else:
             users.add(f"{u}\t{openid}\t{NULL}\t{NULL}\t{state}\tsubscribe\t{created}\t{created}\t{created}\t{NULL}\t"
-                      f"organic\t{NULL}")
+                      f"organic\t{NULL}\tf")
     # Applications waiting for review, and some refused: from customers, one open each.
     for k, u in enumerate(range(U, U - min(3000, customers // 10), -1)):
         created = ts(now - 3600 * k)

@@ -85,6 +85,20 @@ def count_redis_calls(app) -> list[int]:
         return real(*args, **kwargs)
 
     conn.execute_command = counted
+    real_pipeline = conn.pipeline
+
+    def counted_pipeline(*args, **kwargs):  # a pipeline is one round trip, whatever it holds
+        pipe = real_pipeline(*args, **kwargs)
+        real_execute = pipe.execute
+
+        def execute(*a, **k):
+            counter[0] += 1
+            return real_execute(*a, **k)
+
+        pipe.execute = execute
+        return pipe
+
+    conn.pipeline = counted_pipeline
     return counter
 
 

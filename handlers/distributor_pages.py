@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Iterator
 
-from sqlalchemy import case, exists, func, or_, select
+from sqlalchemy import case, func, or_, select
 from sqlalchemy.orm import aliased
 
 from models import (AuditEntry, Balance, Distributor, DistributorStatus, Order, ReferralTouch, Refund, RefundStatus,
@@ -142,7 +142,7 @@ def _sums(query) -> dict[int, int]:
 
 
 def _not_a_distributor():
-    return ~exists().where(Distributor.user_id == User.id)
+    return ~User.is_distributor
 
 
 def _refunded(order_counts: dict[int, int]) -> dict[int, int]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import exists, func, literal, select, union_all
+from sqlalchemy import func, literal, select, union_all
 
 from models import Distributor, User, db
 
@@ -28,13 +28,13 @@ def counts_of(distributor: Distributor) -> Team:
     """The team's three figures (the centre shows only these), in one statement.
 
     Customers are counted as everyone brought less those who became
-    distributors: a count of the referrer's index entries and a join over
-    the distributors' user ids, both index-only, instead of an anti-join
-    walking tens of thousands of customers against every distributor. One
-    statement is one snapshot, so the difference is exact."""
+    distributors: a count of the referrer's index entries and one of a
+    partial index holding only distributors' users (``is_distributor``),
+    instead of an anti-join walking tens of thousands of customers against
+    every distributor. One statement is one snapshot, so the difference is
+    exact."""
     brought = select(func.count()).select_from(User).where(_brought(distributor)).scalar_subquery()
-    recruits = (select(func.count()).select_from(Distributor).join(User, User.id == Distributor.user_id)
-                .where(_brought(distributor)).scalar_subquery())
+    recruits = select(func.count()).select_from(User).where(_brought(distributor), User.is_distributor).scalar_subquery()
     level2 = (select(func.count()).select_from(Distributor).where(Distributor.parent_id == distributor.id)
               .scalar_subquery())
     everyone, recruited, under = db.session.execute(select(brought, recruits, level2)).one()
@@ -45,13 +45,13 @@ def counts_of(distributor: Distributor) -> Team:
 def team_of(distributor: Distributor) -> Team:
     """The figures and the newest ``LIST_LIMIT`` of each list.
 
-    One statement reads the recruits' user ids (the same index-only join
-    the centre counts), how many were brought and the level-2s, so the
+    One statement reads the recruits' user ids (from the partial index the
+    centre counts), how many were brought and the level-2s, so the
     figures are one snapshot; the distributors listed are then read by
     those user ids, not by walking every distributor newest first."""
     brought = _brought(distributor)
     rows = db.session.execute(union_all(
-        select(literal("recruit"), User.id).join(Distributor, Distributor.user_id == User.id).where(brought),
+        select(literal("recruit"), User.id).where(brought, User.is_distributor),
         select(literal("brought"), func.count()).select_from(User).where(brought),
         select(literal("level2"), func.count()).select_from(Distributor)
         .where(Distributor.parent_id == distributor.id))).all()
@@ -59,10 +59,9 @@ def team_of(distributor: Distributor) -> Team:
     recruits = [value for kind, value in rows if kind == "recruit"]
     team = Team(customer_count=figures["brought"] - len(recruits), distributor_count=len(recruits),
                 level2_count=figures["level2"] if distributor.level == 1 else 0)
-    # Newest first from (referrer_id, attributed_at), each checked against
-    # distributors' user ids, stopping at the limit.
+    # Newest first from (referrer_id, attributed_at), stopping at the limit.
     team.customers = list(db.session.scalars(
-        select(User).where(brought, User.attributed_at.is_not(None), ~exists().where(Distributor.user_id == User.id))
+        select(User).where(brought, User.attributed_at.is_not(None), ~User.is_distributor)
         .order_by(User.attributed_at.desc()).limit(LIST_LIMIT)))
     if recruits:
         newest = select(Distributor).order_by(Distributor.approved_at.desc()).limit(LIST_LIMIT)

@@ -23,7 +23,7 @@ MAX_OPENID = 64
 PROFILE_BATCH = 100  # WeChat's limit per call
 PROFILES_ARMED = "wx:profiles:armed"  # a batch is decided and has not started yet
 ARMED_FOR = 30  # seconds: should that batch never start, a later follower decides another
-_ARMED_HERE = "fenxiao.profiles.armed"
+_WAITING = "fenxiao.profiles.waiting"
 RECENT = timedelta(days=3)  # older users waiting for a profile are not this job's (no late notices)
 
 
@@ -119,34 +119,42 @@ def get_user(openid: str) -> User | None:
 # --- profiles by the hundred ------------------------------------------------------------
 
 def want_profiles() -> None:
-    """A new user in this transaction waits for the next profile batch:
-    decide one unless one is decided and not started yet (one Redis SET
-    per follower says so). The job clears the mark before it reads who
-    waits, so a follower committed after that decides the next batch. Should
-    a batch be lost anyway, the next one takes whoever still waits."""
-    session = db.session()
-    if session.info.get(_ARMED_HERE):
-        return
-    try:
-        first = redis_store.conn.set(PROFILES_ARMED, b"1", nx=True, ex=ARMED_FOR)
-    except Exception as exc:  # noqa: BLE001 - without Redis, a batch per follower still works
-        log.warning("profile batch mark not read (%s): deciding a batch", exc)
-        first = True
-    if first:
-        session.info[_ARMED_HERE] = True
-        outbox.after_commit("wxbot.jobs.fetch_profiles")
+    """A new user in this transaction waits for the next profile batch.
+    Nothing is asked here: once the transaction has committed, the transport
+    asks ``arm_profile_batch`` on the Redis round trip it makes anyway."""
+    db.session().info[_WAITING] = True
 
 
 @event.listens_for(Session, "after_rollback")
-def _unarm(session: Session) -> None:
-    # The batch this transaction decided is gone with it: the next follower decides one.
-    if session.info.pop(_ARMED_HERE, None):
-        profiles_started()
+def _no_one_waits(session: Session) -> None:
+    session.info.pop(_WAITING, None)
 
 
-@event.listens_for(Session, "after_commit")
-def _armed(session: Session) -> None:
-    session.info.pop(_ARMED_HERE, None)
+def profiles_wanted() -> bool:
+    """Whether the transaction just committed made someone wait for a profile (asked once)."""
+    return bool(db.session().info.pop(_WAITING, False))
+
+
+def arm_profile_batch(pipe) -> None:
+    """On the caller's Redis pipeline, after the commit: is a batch decided
+    and not started yet (``SET NX``)? A batch clears the mark when it starts,
+    before it reads who waits, so a batch found armed here will read this
+    commit; else this follower decides one (``decide_profile_batch``)."""
+    pipe.set(PROFILES_ARMED, b"1", nx=True, ex=ARMED_FOR)
+
+
+def decide_profile_batch(armed_now: bool) -> None:
+    """After the pipeline: the follower who armed the mark (or whose Redis
+    could not say) decides a batch, in a transaction of its own. Should that
+    fail, the follower waits for the next batch anyone decides."""
+    if not armed_now:
+        return
+    try:
+        outbox.after_commit("wxbot.jobs.fetch_profiles")
+        outbox.commit()
+    except Exception as exc:  # noqa: BLE001 - the follow is committed; a later batch takes them
+        outbox.rollback()
+        log.warning("profile batch not decided (%s): the next follower's batch will take them", exc)
 
 
 def profiles_started() -> None:

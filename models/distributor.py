@@ -11,9 +11,11 @@ import enum
 from datetime import datetime
 
 from sqlalchemy import (CheckConstraint, ForeignKey, ForeignKeyConstraint, Index, LargeBinary, SmallInteger,
-                        String, UniqueConstraint)
+                        String, UniqueConstraint, event, update)
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
+from sqlalchemy.orm import Mapped, deferred, mapped_column, object_session, relationship
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 from sqlalchemy.sql.expression import FunctionElement
 
 from .base import Base, UTCDateTime, utcnow
@@ -81,6 +83,18 @@ class Distributor(Base):
     @property
     def is_active(self) -> bool:
         return self.status == DistributorStatus.ACTIVE.value
+
+
+@event.listens_for(Distributor, "after_insert")
+def _mark_user(_mapper, connection, distributor: Distributor) -> None:
+    # Whatever makes a distributor marks their user, in the same flush: the
+    # team figures count recruits from that mark (``users.is_distributor``).
+    users = User.__table__
+    connection.execute(update(users).where(users.c.id == distributor.user_id).values(is_distributor=True))
+    session = object_session(distributor)
+    user = session.identity_map.get(identity_key(User, distributor.user_id)) if session else None
+    if user is not None:
+        set_committed_value(user, "is_distributor", True)
 
 
 # The staff's order list by a part of a distributor's name (handlers.order_search): the names holding

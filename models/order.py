@@ -53,8 +53,8 @@ class Order(Base):
         CheckConstraint("pay_channel IS NULL OR " + check_in("pay_channel", PayChannel), name="pay_channel"),
         Index("ix_orders_buyer_id_id", "buyer_id", "id"),
         Index("ix_orders_unit_id_id", "unit_id", "id"),
-        Index("ix_orders_unit_id_paid_at", "unit_id", "paid_at"),  # a unit's sales in a period (the centre's reach)
-        # The same from the index alone: the biggest unit's week is thousands of orders (migration f5b000000021).
+        # A unit's sales in a period (the centre's reach), from the index alone: the biggest unit's week is
+        # thousands of orders (migration f5b000000021).
         Index("ix_orders_unit_id_paid_at_sales", "unit_id", "paid_at",
               postgresql_include=["status", "total_fen", "id"]),
         Index("ix_orders_status_expires_at", "status", "expires_at"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, text
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, UTCDateTime, utcnow
@@ -47,6 +47,9 @@ class User(Base):
         Index("ix_users_awaiting_profile", "created_at", postgresql_where=text("profile_checked_at IS NULL"),
               sqlite_where=text("profile_checked_at IS NULL")),
         Index("ix_users_referrer_id_attributed_at", "referrer_id", "attributed_at"),  # the team page's newest customers
+        # A distributor's recruits, counted without joining every distributor (migration f7d000000023).
+        Index("ix_users_referrer_id_recruits", "referrer_id", postgresql_where=text("is_distributor"),
+              sqlite_where=text("is_distributor")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -66,9 +69,12 @@ class User(Base):
     profile_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # The distributor (their user row) who reached this user first: set once,
     # by a conditional UPDATE, never changed (handlers.referrals).
-    referrer_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
+    referrer_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     source: Mapped[str] = mapped_column(String(16), default=Source.ORGANIC.value)
     attributed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Set when a distributor row is made for this user (models.distributor), never cleared: a
+    # distributor is frozen, not removed.
+    is_distributor: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     @property
     def display_name(self) -> str:

@@ -93,6 +93,7 @@ def test_followers_waiting_share_one_batchget_of_at_most_100(app, wechat, shop, 
     for openid in openids:
         assert wechat.push(wechat.subscribe(openid, shop.unit.scene)).status == 200
     assert batch_calls == []  # nothing asked of WeChat while answering
+    assert count(OutboxRow, OutboxRow.task == "wxbot.jobs.fetch_profiles") == 1  # one decided for all of them
     jobs.run()
     assert [len(call) for call in batch_calls] == [100, 30]
     assert sorted(o for call in batch_calls for o in call) == sorted(openids)

@@ -50,6 +50,23 @@ def test_the_team_counts_everyone_brought_less_those_who_became_distributors(app
     assert [u.id for u in second.customers] == [recruits_customer.id] and second.distributors == []
     alone = team.counts_of(db.session.get(Distributor, other.id))
     assert (alone.customer_count, alone.distributor_count, alone.level2_count) == (1, 0, 0)
+    # The mark the counts rely on is on exactly the distributors' users.
+    db.session.expire_all()
+    assert set(db.session.scalars(select(User.id).where(User.is_distributor))) == \
+        set(db.session.scalars(select(Distributor.user_id)))
+
+
+def test_a_distributor_made_any_way_marks_their_user(app):
+    """Not only an approved application: a row added directly (a fix by hand, a test) marks its user too,
+    in the session's copy as well as in the database."""
+    person = customer_of(distributor("孙上级"), "周直接")
+    assert not person.is_distributor
+    db.session.add(Distributor(user_id=person.id, level=1, real_name="周直接", mobile="13900000002"))
+    db.session.flush()
+    assert person.is_distributor
+    db.session.commit()
+    db.session.expire_all()
+    assert db.session.get(User, person.id).is_distributor
 
 
 def distributor_from(user: User, referrer: Distributor) -> Distributor:

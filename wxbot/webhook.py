@@ -19,7 +19,7 @@ from wechatpy.replies import BaseReply, EmptyReply, create_reply
 from wechatpy.utils import random_string
 
 from app.extensions import limiter, redis_store
-from handlers import outbox, pushes
+from handlers import outbox, pushes, users
 from handlers.errors import DomainError
 
 from .dispatch import dispatch
@@ -196,11 +196,26 @@ def _handle_once(msg, fields: dict[str, str], signed_query: str, message: bytes,
     if not done:  # refused by a rule, nothing changed: a retry may try again
         conn.delete(key)
         return reply
+    _after_commit(conn, key, reply)
+    return reply
+
+
+def _after_commit(conn, key: str, reply: str) -> None:
+    """One Redis round trip after the work committed: the reply, for WeChat's
+    retries, and, when the push made someone wait for a profile, whether
+    their batch is already decided."""
+    wanted = users.profiles_wanted()
+    pipe = conn.pipeline(transaction=False)
+    pipe.set(key, reply.encode(), ex=DEDUPE_TTL)
+    if wanted:
+        users.arm_profile_batch(pipe)
     try:
-        conn.set(key, reply.encode(), ex=DEDUPE_TTL)
+        armed_now = pipe.execute()[1:] == [True]  # SET NX: True if set, None if the mark was there
     except Exception as exc:  # noqa: BLE001 - committed: answer; a retry finds the push's row
         log.warning("push %s done but its reply not cached (%s)", key, exc)
-    return reply
+        armed_now = True  # Redis cannot say: a batch of one, as without Redis
+    if wanted:
+        users.decide_profile_batch(armed_now)
 
 
 def _do_once(msg, push_key: str, signed_query: str) -> tuple[str, bool]:
