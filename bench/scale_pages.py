@@ -65,6 +65,8 @@ def pages(facts) -> list[Page]:
         Page("admin orders, distributor name", "admin.orders",
              "/admin/orders?" + urlencode({"distributor": facts.biggest_name}), "admin", ADMIN_TARGET),
         Page("admin distributors", "admin.distributors", "/admin/distributors", "admin", ADMIN_TARGET),
+        Page("admin distributor detail (biggest)", "admin.distributor", f"/admin/distributors/{facts.biggest}",
+             "admin", ADMIN_TARGET),
         Page("admin statistics (default range)", "admin.stats", "/admin/stats", "admin", STATS_TARGET),
         Page("admin statistics (a year)", "admin.stats",
              "/admin/stats?" + urlencode({"from": facts.year_ago, "to": facts.yesterday}), "admin", STATS_TARGET),

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Iterator
 
-from sqlalchemy import case, func, or_, select
+from sqlalchemy import case, func, literal_column, or_, select, union_all
 from sqlalchemy.orm import aliased
 
 from models import (AuditEntry, Balance, Distributor, DistributorStatus, Order, ReferralTouch, Refund, RefundStatus,
@@ -141,8 +141,20 @@ def _sums(query) -> dict[int, int]:
     return {key: int(value or 0) for key, value in db.session.execute(query)}  # SUM is NUMERIC on PostgreSQL
 
 
-def _not_a_distributor():
-    return ~User.is_distributor
+def _customer_counts(user_ids: list[int]) -> dict[int, int]:
+    """How many customers (not distributors) each of these users brought, in
+    one statement: everyone brought, from (referrer_id, id), less the
+    recruits, from the partial index of distributors' users; both index-only."""
+    brought, recruits = literal_column("1"), literal_column("-1")
+    rows = db.session.execute(union_all(
+        select(User.referrer_id, brought, func.count()).where(User.referrer_id.in_(user_ids))
+        .group_by(User.referrer_id),
+        select(User.referrer_id, recruits, func.count()).where(User.referrer_id.in_(user_ids), User.is_distributor)
+        .group_by(User.referrer_id))).all()
+    counts: dict[int, int] = {}
+    for referrer_id, sign, n in rows:
+        counts[referrer_id] = counts.get(referrer_id, 0) + sign * n
+    return counts
 
 
 def _refunded(order_counts: dict[int, int]) -> dict[int, int]:
@@ -179,8 +191,7 @@ def figures_of(distributors: list[Distributor]) -> dict[int, Figures]:
     if not ids:
         return {}
     user_ids = [d.user_id for d in distributors]
-    customers = _sums(select(User.referrer_id, func.count())
-                      .where(User.referrer_id.in_(user_ids), _not_a_distributor()).group_by(User.referrer_id))
+    customers = _customer_counts(user_ids)
     level2 = _sums(select(Distributor.parent_id, func.count()).where(Distributor.parent_id.in_(ids))
                    .group_by(Distributor.parent_id))
     gross, order_counts = {}, {}
@@ -239,19 +250,18 @@ class Detail:
 
 def customers_of(user_ids: list[int], each: int = TREE_CUSTOMERS) -> tuple[dict[int, list[User]], dict[int, int]]:
     """The customers (not distributors) each of these users brought: the
-    newest ``each`` of them, and how many in all."""
+    newest ``each`` of them, and how many in all. The newest are read per
+    user from (referrer_id, id) backwards, stopping at ``each``, all in one
+    statement, however many customers the biggest has."""
     if not user_ids:
         return {}, {}
-    plain = (User.referrer_id.in_(user_ids), _not_a_distributor())
-    counts = _sums(select(User.referrer_id, func.count()).where(*plain).group_by(User.referrer_id))
-    ranked = (select(User.id, func.row_number().over(partition_by=User.referrer_id,
-                                                     order_by=User.id.desc()).label("n"))
-              .where(*plain).subquery())
+    newest = [select(User.id).where(User.referrer_id == user_id, ~User.is_distributor)
+              .order_by(User.id.desc()).limit(each).subquery() for user_id in user_ids]
     shown: dict[int, list[User]] = {}
-    for user in db.session.scalars(select(User).join(ranked, ranked.c.id == User.id).where(ranked.c.n <= each)
+    for user in db.session.scalars(select(User).where(User.id.in_(union_all(*(select(n.c.id) for n in newest))))
                                    .order_by(User.id.desc())):
         shown.setdefault(user.referrer_id, []).append(user)
-    return shown, counts
+    return shown, _customer_counts(user_ids)
 
 
 def tree_of(distributor: Distributor) -> Node:
@@ -283,12 +293,16 @@ def detail(distributor_id: int) -> Detail:
     referrer_user = d.user.referrer_id
     referrer = db.session.scalars(select(Distributor).where(Distributor.user_id == referrer_user)).one_or_none() \
         if referrer_user else None
-    orders = list(db.session.scalars(select(Order).where(or_(Order.distributor_id == d.id,
-                                                             Order.parent_distributor_id == d.id))
+    # The newest of each kind from its own (…, id) index, then the newest of both: an OR would sort all
+    # of the biggest distributor's hundreds of thousands of orders.
+    newest = [select(Order.id).where(column == d.id).order_by(Order.id.desc()).limit(RECENT).subquery()
+              for column in (Order.distributor_id, Order.parent_distributor_id)]
+    orders = list(db.session.scalars(select(Order).where(Order.id.in_(union_all(*(select(n.c.id) for n in newest))))
                                      .order_by(Order.id.desc()).limit(RECENT)))
     touches = [Touch(t, u) for t, u in db.session.execute(
         select(ReferralTouch, User).join(User, User.id == ReferralTouch.user_id)
-        .where(ReferralTouch.unit_id == unit.id).order_by(ReferralTouch.id.desc()).limit(RECENT))]
+        .where(ReferralTouch.unit_id == unit.id)
+        .order_by(ReferralTouch.at.desc(), ReferralTouch.id.desc()).limit(RECENT))]
     history = audit.entries(target_type="distributor", target_id=str(d.id), limit=RECENT)
     return Detail(d, unit, d.parent, referrer, figures_of([d])[d.id], tree_of(d), orders,
                   commissions.rows_of(d.id, limit=RECENT), touches, withdrawals.of_distributor(d.id, RECENT), history)

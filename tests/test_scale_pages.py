@@ -50,6 +50,12 @@ def test_the_team_counts_everyone_brought_less_those_who_became_distributors(app
     assert [u.id for u in second.customers] == [recruits_customer.id] and second.distributors == []
     alone = team.counts_of(db.session.get(Distributor, other.id))
     assert (alone.customer_count, alone.distributor_count, alone.level2_count) == (1, 0, 0)
+    # The staff's pages count and list the same customers, the newest first, at most ``each`` per distributor.
+    assert distributor_pages.figures_of([top])[top.id].customers == len(plain_customers)
+    shown_by, counts = distributor_pages.customers_of([top.user_id, recruit.user_id, other.user_id], each=1)
+    assert counts == {top.user_id: 2, recruit.user_id: 1, other.user_id: 1}
+    assert [u.id for u in shown_by[top.user_id]] == [customers[2].id]
+    assert [u.id for u in shown_by[recruit.user_id]] == [recruits_customer.id]
     # The mark the counts rely on is on exactly the distributors' users.
     db.session.expire_all()
     assert set(db.session.scalars(select(User.id).where(User.is_distributor))) == \

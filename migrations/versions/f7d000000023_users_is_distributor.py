@@ -8,8 +8,10 @@ distributor is frozen, not removed), lets a partial index count the recruits.
 Also drops two indexes that others cover, each a write per new row:
 ix_users_referrer_id (ix_users_referrer_id_id leads with the same column) and
 ix_orders_unit_id_paid_at (ix_orders_unit_id_paid_at_sales, f5b000000021);
-and counts a unit's touches of the week from (unit_id, at) instead of
-intersecting all of the unit's touches with the week's.
+counts a unit's touches of the week from (unit_id, at) instead of
+intersecting all of the unit's touches with the week's; and reads a
+distributor's sales from (distributor_id, id) with the amounts included,
+where the biggest one's 275 000 orders made a sequential scan.
 
 Revision ID: f7d000000023
 Revises: f6c000000022
@@ -39,9 +41,14 @@ def upgrade():
     op.create_index("ix_referral_touches_unit_id_at", "referral_touches", ["unit_id", "at"], unique=False,
                     postgresql_include=["outcome"])
     op.drop_index("ix_referral_touches_unit_id", table_name="referral_touches")
+    op.drop_index("ix_orders_distributor_id_id", table_name="orders")
+    op.create_index("ix_orders_distributor_id_id", "orders", ["distributor_id", "id"], unique=False,
+                    postgresql_include=["paid_at", "total_fen"])
 
 
 def downgrade():
+    op.drop_index("ix_orders_distributor_id_id", table_name="orders")
+    op.create_index("ix_orders_distributor_id_id", "orders", ["distributor_id", "id"], unique=False)
     op.create_index("ix_referral_touches_unit_id", "referral_touches", ["unit_id"], unique=False)
     op.drop_index("ix_referral_touches_unit_id_at", table_name="referral_touches")
     op.create_index("ix_orders_unit_id_paid_at", "orders", ["unit_id", "paid_at"], unique=False)
