@@ -153,15 +153,22 @@ def _unmark(ids: list[int]) -> None:
 def relay(at: datetime | None = None, limit: int = RELAY_BATCH) -> int:
     """Hand due pending rows to RQ (or run them inline without Redis):
     rows never handed over, and rows handed over more than ``LEASE`` ago
-    whose RQ job is gone. Rows are claimed with SKIP LOCKED on PostgreSQL,
+    whose RQ job is gone (looked for while the queue is shorter than a batch). Rows are claimed with SKIP LOCKED on PostgreSQL,
     so several relays and running jobs never take the same row. Returns how
     many rows were handed over (or run)."""
     at = at or utcnow()
     session = db.session
+    # A queue at least a batch long is a backlog: the rows handed over long
+    # ago wait in it, and a lost one queued again now would wait behind it
+    # anyway. Looking for losses only once the queue is short spares
+    # re-reading and re-stamping the whole backlog every round.
+    backlog = queue.queue.is_async and queue.queue.count >= limit
+    claimable = OutboxRow.enqueued_at.is_(None)
+    if not backlog:
+        claimable = or_(claimable, OutboxRow.enqueued_at < at - LEASE)
     claimed = session.execute(
         select(OutboxRow.id, OutboxRow.enqueued_at)
-        .where(OutboxRow.state == PENDING, OutboxRow.due_at <= at,
-               or_(OutboxRow.enqueued_at.is_(None), OutboxRow.enqueued_at < at - LEASE))
+        .where(OutboxRow.state == PENDING, OutboxRow.due_at <= at, claimable)
         .order_by(OutboxRow.due_at, OutboxRow.id).limit(limit).with_for_update(skip_locked=True)
     ).all()
     if not claimed:

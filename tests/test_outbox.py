@@ -170,6 +170,25 @@ def test_a_long_backlog_is_not_queued_twice(app, sandbox_user, jobs):
 
 
 @needs_redis
+def test_under_a_backlog_the_relay_leaves_the_queued_rows_alone(app, sandbox_user, jobs):
+    """A queue at least a batch long is a backlog: the relay does not re-read
+    and re-stamp the rows waiting in it every round; it looks for lost jobs
+    once the queue is short again."""
+    person = sandbox_user()
+    for i in range(2):
+        outbox.after_commit("wxbot.jobs.send_text", person.openid, f"排队{i}", job_id=f"queue-{i}")
+    outbox.commit()
+    stamped = the_row("queue-0").enqueued_at
+    later = now() + outbox.LEASE + timedelta(seconds=1)
+    assert outbox.relay(at=later, limit=2) == 0  # 2 queued, batches of 2: a backlog
+    assert the_row("queue-0").enqueued_at == stamped
+    assert outbox.relay(at=later, limit=3) == 0  # a short queue: looked at, still waiting, lease renewed
+    assert the_row("queue-0").enqueued_at > stamped
+    jobs.run()
+    assert sorted(m.body["content"] for m in delivered(person.openid, "custom")) == ["排队0", "排队1"]
+
+
+@needs_redis
 def test_a_job_abandoned_by_a_dead_worker_runs_again_after_the_lease(app, sandbox_user, jobs):
     from rq.job import Job, JobStatus
 
