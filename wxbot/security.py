@@ -16,8 +16,11 @@ import time
 
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
+from wechatpy import parse_message
 from wechatpy.crypto import WeChatCrypto
+from wechatpy.events import EVENT_TYPES
 from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
+from wechatpy.messages import MESSAGE_TYPES, UnknownMessage
 from xml.etree.ElementTree import ParseError
 
 
@@ -64,7 +67,13 @@ TEXT_FIELDS = frozenset({"ToUserName", "FromUserName", "CreateTime", "MsgType", 
                          "Content", "Event", "EventKey", "Ticket", "Encrypt"})
 
 
-def parse_xml_fields(body: bytes) -> dict[str, str]:
+class Fields(dict):
+    """The top-level fields of a WeChat XML document, as text; ``flat`` when
+    no element has children or attributes and none repeats."""
+    __slots__ = ("flat",)
+
+
+def parse_xml_fields(body: bytes) -> Fields:
     """The top-level fields of a WeChat XML document. No DTDs, no entities,
     no external references: anything of the kind is refused, not expanded."""
     try:
@@ -73,14 +82,36 @@ def parse_xml_fields(body: bytes) -> dict[str, str]:
         raise Refused(400, f"unreadable XML: {type(exc).__name__}") from None
     if root.tag != "xml":
         raise Refused(400, "root element is not <xml>")
-    fields: dict[str, str] = {}
+    fields, fields.flat = Fields(), True
     for child in root:
+        nested = bool(len(child) or child.attrib) or child.tag in fields
         # wechatpy would hand our handlers a dict (nested) or a list (repeated)
         # where they expect text.
-        if child.tag in TEXT_FIELDS and (len(child) or child.tag in fields):
+        if nested and child.tag in TEXT_FIELDS:
             raise Refused(400, f"<{child.tag}> is not a single text field")
+        fields.flat = fields.flat and not nested
         fields[child.tag] = child.text or ""
     return fields
+
+
+def message_from(fields: Fields, body: bytes):
+    """wechatpy's message object for a push. A flat document (every message
+    and event the account acts on) goes to wechatpy's classes as the dict its
+    own parser (xmltodict) makes, text stripped and empty as None, without
+    reading the XML a third time; anything else is left to ``parse_message``."""
+    kind = fields["MsgType"].lower()
+    if not fields.flat or kind.startswith("device_"):
+        return parse_message(body)
+    data = {name: value.strip() or None for name, value in fields.items()}
+    if kind != "event":
+        return MESSAGE_TYPES.get(kind, UnknownMessage)(data)
+    event, key = (data.get("Event") or "").lower(), data.get("EventKey") or ""
+    if event == "subscribe" and key.startswith(("scanbarcode|", "scanimage|")):
+        return parse_message(body)
+    if event == "subscribe" and key.startswith("qrscene_"):  # as parse_message names a follow through a code
+        event = data["Event"] = "subscribe_scan"
+        data["EventKey"] = key[len("qrscene_"):]
+    return EVENT_TYPES.get(event, UnknownMessage)(data)
 
 
 def decrypt(crypto: WeChatCrypto, fields: dict[str, str], msg_signature: str, timestamp: str,

@@ -13,7 +13,6 @@ import logging
 
 from flask import Blueprint, Response, current_app, request
 from redis.commands.core import Script
-from wechatpy import parse_message
 from wechatpy.crypto import WeChatCrypto
 from wechatpy.replies import BaseReply, EmptyReply, create_reply
 from wechatpy.utils import random_string
@@ -23,7 +22,7 @@ from handlers import outbox, pushes, users
 from handlers.errors import DomainError
 
 from .dispatch import dispatch
-from .security import QUERY_PREFIX, Refused, check_signature, decrypt, parse_xml_fields, query_key
+from .security import QUERY_PREFIX, Refused, check_signature, decrypt, message_from, parse_xml_fields, query_key
 
 log = logging.getLogger(__name__)
 bp = Blueprint("wxbot", __name__)
@@ -38,6 +37,7 @@ DEDUPE_TTL = 600  # a done push's reply, for retries: WeChat retries within ~15 
 # attempt is merely slow is stopped by the push's row in the database.
 PENDING_LEASE = 10
 PENDING = b"\x00pending"
+_CRYPTO = "fenxiao.wechat_crypto"
 
 
 class Busy(Exception):
@@ -52,7 +52,11 @@ def _crypto() -> WeChatCrypto | None:
     wechat = _settings()
     if not wechat["encoding_aes_key"]:
         return None
-    return WeChatCrypto(wechat["token"], wechat["encoding_aes_key"], wechat["appid"])
+    ours = (wechat["token"], wechat["encoding_aes_key"], wechat["appid"])
+    cached = current_app.extensions.get(_CRYPTO)
+    if cached is None or cached[0] != ours:  # made once per process, again if the settings change
+        cached = current_app.extensions[_CRYPTO] = (ours, WeChatCrypto(*ours))
+    return cached[1]
 
 
 def _plain(body: str, status: int = 200) -> Response:
@@ -130,7 +134,7 @@ def receive() -> Response:
     if not fields.get("MsgType") or not fields.get("FromUserName"):
         raise Refused(400, "missing MsgType or FromUserName")
     try:
-        msg = parse_message(body)
+        msg = message_from(fields, body)
     except Exception as exc:  # wechatpy's parser trusts its input
         raise Refused(400, f"unparseable message: {type(exc).__name__}") from None
 
