@@ -113,6 +113,20 @@ def test_without_a_queue_each_follow_is_its_own_batch(app, wechat, shop, jobs, b
     assert len(notices_to(shop.user_id)) == 3
 
 
+def test_a_follower_whose_batch_question_fails_still_gets_a_batch(app, wechat, shop, jobs, batch_calls, monkeypatch):
+    """The batch question rides on the reply's Redis pipeline after the commit;
+    when Redis cannot answer it, the follower decides a batch of their own."""
+    from handlers import users
+
+    monkeypatch.setattr(users, "arm_profile_batch", lambda pipe: pipe.execute_command("NO-SUCH-COMMAND"))
+    openid, = followers(1)
+    d = wechat.push(wechat.subscribe(openid, shop.unit.scene))
+    assert d.status == 200 and "阿强 邀请你来逛逛" in d.reply["Content"]
+    jobs.run()
+    assert the_user(openid).profile_checked_at is not None and batch_calls == [[openid]]
+    assert len(notices_to(shop.user_id)) == 1
+
+
 def test_a_follow_whose_batch_failed_is_taken_by_a_later_batch(app, wechat, shop, jobs, settings, batch_calls):
     first, second = followers(2)
     with second_product(settings, wechat={"api_base": "http://127.0.0.1:9/cgi"}) as broken:
