@@ -11,7 +11,8 @@ from app import pool_ping
 from conftest import DB_URL
 from models import db
 
-pytestmark = pytest.mark.skipif(not DB_URL, reason="PostgreSQL: a server process to lose")
+pytestmark = pytest.mark.skipif(not DB_URL, reason="PostgreSQL only: SQLite has no server connection to lose, "
+                                "and app.pool_ping is not installed there")
 
 
 def backend_pid() -> int:
