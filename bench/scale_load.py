@@ -304,7 +304,7 @@ def load(dsn: str, sizes: Sizes, seed: int, log) -> Facts:
     orders = copier("orders", "id order_no buyer_id guest_mobile unit_id distributor_id parent_distributor_id status "
                               "goods_fen total_fen receiver_name receiver_mobile receiver_address note pay_channel "
                               "transaction_id carrier holds_stock tracking_no cancel_reason created_at expires_at "
-                              "paid_at shipped_at auto_confirm_at completed_at cancelled_at refunded_at")
+                              "paid_at shipped_at auto_confirm_at completed_at cancelled_at refunded_at refunded_fen")
     lines = copier("order_lines", "id order_id product_id name unit_price_fen quantity amount_fen level1_rate_bp "
                                   "level2_rate_bp")
     payments = copier("payments", "id order_id duplicate channel transaction_id amount_fen raw paid_at")
@@ -377,7 +377,7 @@ def load(dsn: str, sizes: Sizes, seed: int, log) -> Facts:
                    f"买家{k % 997}\t{mobile}\t{ADDRESS}\t\t{channel}\t{tx}\t{shipping}\t{c}\t{ts(created + 1800)}\t"
                    f"{pa}\t{tsn(shipped_at)}\t{tsn(shipped_at + 7 * DAY if shipped_at else None)}\t"
                    f"{tsn(completed_at)}\t{ts(created + 1800) if status == 'cancelled' else NULL}\t"
-                   f"{tsn(refunded_at)}")
+                   f"{tsn(refunded_at)}\t{goods if status == 'refunded' else 0}")
         if not paid:
             continue
         pay_id += 1

@@ -16,8 +16,8 @@ from typing import Iterator
 from sqlalchemy import case, func, literal_column, or_, select, union_all
 from sqlalchemy.orm import aliased
 
-from models import (AuditEntry, Balance, Distributor, DistributorStatus, Order, ReferralTouch, Refund, RefundStatus,
-                    Unit, User, Withdrawal, db)
+from models import (AuditEntry, Balance, Distributor, DistributorStatus, Order, ReferralTouch, Unit, User,
+                    Withdrawal, db)
 
 from . import audit, commissions, withdrawals
 from .clock import CHINA
@@ -30,7 +30,6 @@ LEVELS = {"1": "一级", "2": "二级"}
 TREE_LEVEL2 = 50     # level-2s shown under a level-1
 TREE_CUSTOMERS = 20  # customers shown under each distributor
 RECENT = 30
-PROBED_ORDERS = 20_000  # orders whose refunds a list page looks up one by one
 
 
 @dataclass(frozen=True)
@@ -157,33 +156,6 @@ def _customer_counts(user_ids: list[int]) -> dict[int, int]:
     return counts
 
 
-def _refunded(order_counts: dict[int, int]) -> dict[int, int]:
-    """What succeeded refunds gave back of each distributor's orders. Most
-    have a few orders: each order's refunds are looked up by the order (an
-    index probe each). The few with hundreds of thousands, once the page's
-    probes reach ``PROBED_ORDERS``, are summed by one join over the refunds."""
-    probed, joined, budget = [], [], PROBED_ORDERS
-    for distributor_id, count in sorted(order_counts.items(), key=lambda item: item[1]):
-        if count <= budget:
-            probed.append(distributor_id)
-            budget -= count
-        else:
-            joined.append(distributor_id)
-    out: dict[int, int] = {}
-    if probed:
-        of_order = (select(func.coalesce(func.sum(Refund.amount_fen), 0))
-                    .where(Refund.order_id == Order.id, Refund.status == RefundStatus.SUCCEEDED.value)
-                    .correlate(Order).scalar_subquery())
-        out.update(_sums(select(Order.distributor_id, func.sum(of_order)).where(Order.distributor_id.in_(probed))
-                         .group_by(Order.distributor_id)))
-    if joined:
-        out.update(_sums(select(Order.distributor_id, func.sum(Refund.amount_fen))
-                         .join(Order, Order.id == Refund.order_id)
-                         .where(Order.distributor_id.in_(joined), Refund.status == RefundStatus.SUCCEEDED.value)
-                         .group_by(Order.distributor_id)))
-    return out
-
-
 def figures_of(distributors: list[Distributor]) -> dict[int, Figures]:
     """Each distributor's figures: grouped queries over these ids only, each
     an index range per id."""
@@ -194,13 +166,12 @@ def figures_of(distributors: list[Distributor]) -> dict[int, Figures]:
     customers = _customer_counts(user_ids)
     level2 = _sums(select(Distributor.parent_id, func.count()).where(Distributor.parent_id.in_(ids))
                    .group_by(Distributor.parent_id))
-    gross, order_counts = {}, {}
-    for distributor_id, paid_fen, count in db.session.execute(
-            select(Order.distributor_id, func.sum(case((Order.paid_at.is_not(None), Order.total_fen))), func.count())
+    gross, refunded = {}, {}
+    for distributor_id, paid_fen, refunded_fen in db.session.execute(
+            select(Order.distributor_id, func.sum(case((Order.paid_at.is_not(None), Order.total_fen))),
+                   func.sum(Order.refunded_fen))
             .where(Order.distributor_id.in_(ids)).group_by(Order.distributor_id)):
-        gross[distributor_id], order_counts[distributor_id] = int(paid_fen or 0), count
-    # Gross counts paid orders; what was refunded counts on any of their orders, as refunds are.
-    refunded = _refunded(order_counts)
+        gross[distributor_id], refunded[distributor_id] = int(paid_fen or 0), int(refunded_fen or 0)
     balances = {b.distributor_id: b for b in db.session.scalars(select(Balance).where(Balance.distributor_id.in_(ids)))}
     out = {}
     for d in distributors:

@@ -353,7 +353,7 @@ def finish_refund(channel: PayChannel, out_refund_no: str, succeeded: bool, amou
     refund.finished_at = at
     if succeeded:
         refund.status = RefundStatus.SUCCEEDED.value
-        leaderboard.refund_landed(refund.id)
+        _refund_landed(order, refund)
         if refund.return_to is not None:
             _refunded(order, refund.return_to, at, refund.id)
         elif refund.partial:
@@ -370,6 +370,19 @@ def finish_refund(channel: PayChannel, out_refund_no: str, succeeded: bool, amou
                       refund.amount_fen, channel.value)
     record_notice(channel, "refund", out_refund_no, NoticeVerdict.ACCEPTED, "" if succeeded else "failed", body)
     return Outcome(NoticeVerdict.ACCEPTED, "", order)
+
+
+def _refund_landed(order: Order, refund: Refund, payment: Payment | None = None) -> None:
+    """A refund succeeded (the order is locked): the leaderboard hears of it,
+    and the order's ``refunded_fen`` grows when the money was the sale's, not
+    one the order never kept (an automatic refund, a duplicate payment)."""
+    leaderboard.refund_landed(refund.id)
+    if refund.origin == RefundOrigin.AUTO.value:
+        return
+    payment = payment or (db.session.get(Payment, refund.payment_id) if refund.payment_id else None)
+    if payment is not None and payment.duplicate:
+        return
+    order.refunded_fen = Order.refunded_fen + refund.amount_fen  # one UPDATE, whatever this session read
 
 
 def _refunded(order: Order, was: str, at: datetime, refund_id: int | None = None) -> None:
@@ -484,7 +497,7 @@ def refunded_at_gateway(channel: PayChannel, out_trade_no: str, transaction_id: 
     except IntegrityError:  # the same refund, racing
         record_notice(channel, "refund", out_refund_no, NoticeVerdict.DUPLICATE, "", body)
         return Outcome(NoticeVerdict.DUPLICATE, "", order)
-    leaderboard.refund_landed(refund.id)
+    _refund_landed(order, refund, payment)
     if not whole:
         log.error("order %s: %s fen of %s refunded at %s outside the shop (%s); partial, so the order and its "
                   "commission are unchanged: the merchant decides (flask --app wsgi refunds list)",

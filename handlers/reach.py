@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import case, func, select
 
-from models import Order, OrderStatus, ReferralTouch, Refund, RefundStatus, TouchOutcome, Unit, UnitVisit, User, db
+from models import Order, OrderStatus, ReferralTouch, TouchOutcome, Unit, UnitVisit, User, db
 
 from .clock import CHINA, now
 
@@ -74,11 +74,8 @@ def reach_of(unit_id: int, at: datetime | None = None) -> Reach:
         select(*both(ReferralTouch.at))
         .where(ReferralTouch.unit_id == unit_id, ReferralTouch.outcome == TouchOutcome.BOUND.value,
                ReferralTouch.at >= week)).one()
-    refunded = (select(func.coalesce(func.sum(Refund.amount_fen), 0))
-                .where(Refund.order_id == Order.id, Refund.status == RefundStatus.SUCCEEDED.value)
-                .correlate(Order).scalar_subquery())
     sales = db.session.execute(
-        select(*both(Order.paid_at), *both(Order.paid_at, Order.total_fen - refunded))
+        select(*both(Order.paid_at), *both(Order.paid_at, Order.total_fen - Order.refunded_fen))
         .where(Order.unit_id == unit_id, Order.paid_at >= week,
                Order.status != OrderStatus.REFUNDED.value)).one()
     return Reach(

@@ -49,6 +49,7 @@ class Order(Base):
     __table_args__ = (
         CheckConstraint(check_in("status", OrderStatus), name="status"),
         CheckConstraint("goods_fen > 0 AND total_fen = goods_fen", name="amounts"),
+        CheckConstraint("refunded_fen >= 0 AND refunded_fen <= total_fen", name="refunded"),
         CheckConstraint("buyer_id IS NOT NULL OR guest_mobile IS NOT NULL", name="has_buyer"),
         CheckConstraint("pay_channel IS NULL OR " + check_in("pay_channel", PayChannel), name="pay_channel"),
         Index("ix_orders_buyer_id_id", "buyer_id", "id"),
@@ -56,13 +57,14 @@ class Order(Base):
         # A unit's sales in a period (the centre's reach), from the index alone: the biggest unit's week is
         # thousands of orders (migration f5b000000021).
         Index("ix_orders_unit_id_paid_at_sales", "unit_id", "paid_at",
-              postgresql_include=["status", "total_fen", "id"]),
+              postgresql_include=["status", "total_fen", "refunded_fen", "id"]),
         Index("ix_orders_status_expires_at", "status", "expires_at"),
         # The staff's order list (handlers.order_search): newest first by id
         # within each filter, so a page is an index range scan at any size.
         Index("ix_orders_status_id", "status", "id"),
         # With the amounts, so a distributor's sales (the staff's detail page) are read from the index alone.
-        Index("ix_orders_distributor_id_id", "distributor_id", "id", postgresql_include=["paid_at", "total_fen"]),
+        Index("ix_orders_distributor_id_id", "distributor_id", "id",
+              postgresql_include=["paid_at", "total_fen", "refunded_fen"]),
         Index("ix_orders_parent_distributor_id_id", "parent_distributor_id", "id"),
         Index("ix_orders_receiver_mobile_id", "receiver_mobile", "id"),
         Index("ix_orders_created_at", "created_at"),
@@ -84,6 +86,11 @@ class Order(Base):
     status: Mapped[str] = mapped_column(String(16), default=OrderStatus.PENDING.value)
     goods_fen: Mapped[Fen]
     total_fen: Mapped[Fen]
+    # What went back of the sale: the order's succeeded refunds, except those
+    # of money it never kept (an automatic refund, a duplicate payment's).
+    # Kept by handlers.payments under the order's lock, so a distributor's or
+    # a unit's net sales are summed from an index, not joined with refunds.
+    refunded_fen: Mapped[Fen] = mapped_column(default=0, server_default="0")
     receiver_name: Mapped[str] = mapped_column(String(32))
     receiver_mobile: Mapped[str] = mapped_column(String(11))
     receiver_address: Mapped[str] = mapped_column(String(200))

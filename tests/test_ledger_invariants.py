@@ -15,7 +15,7 @@ from handlers import audit, catalogue, commissions, orders, outbox, payments, re
 from handlers.clock import now
 from handlers.errors import DomainError
 from handlers.payments import GatewayTrade
-from models import (CommissionRow, IllegalTransition, Order, PayChannel, Refund, Source, Withdrawal,
+from models import (CommissionRow, IllegalTransition, Order, PayChannel, Payment, Refund, Source, Withdrawal,
                     db)
 
 RECEIVER = orders.Receiver.checked("张三", "13800138000", "上海市徐汇区漕溪北路 1 号")
@@ -71,6 +71,13 @@ def check_invariants(distributors, products) -> None:
             assert abs(row.amount_fen) == commissions.commission_of(row.base_fen, row.rate_bp)
         if order.status in ("pending", "cancelled"):
             assert posted == 0
+        # What went back of the sale is kept on the order (net sales are summed from it).
+        assert order.refunded_fen == db.session.scalar(
+            select(func.coalesce(func.sum(Refund.amount_fen), 0)).outerjoin(Payment, Payment.id == Refund.payment_id)
+            .where(Refund.order_id == order.id, Refund.status == "succeeded", Refund.origin != "auto",
+                   Payment.duplicate.is_not(True)))
+        if order.status == "refunded":
+            assert order.refunded_fen == order.total_fen
     # Stock: what is on the shelf plus what live orders hold is what was stocked.
     held = dict(db.session.execute(select(Order.id, Order.status)).all())
     for p in products:

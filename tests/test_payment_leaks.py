@@ -191,6 +191,7 @@ def test_a_payment_after_expiry_whose_stock_is_gone_is_refunded(shop, jobs, app)
     assert (refund.origin, refund.status, refund.return_to, refund.payment_id) == ("auto", "succeeded", None,
                                                                                   payment.id)
     assert refund.amount_fen == order.total_fen == payment.amount_fen
+    assert order.refunded_fen == 0  # money the order never kept: no sale was refunded
     trade = wechat_trade(late.order_no)
     assert (trade["trade_state"], trade["refunded"]) == ("REFUND", order.total_fen)
     assert commission_rows(order) == [] and frozen_of(distributor) == 0
@@ -263,8 +264,9 @@ def test_a_second_payment_by_the_other_channel_is_refunded(shop, jobs, base):
     assert wechat_trade(order.order_no)["refunded"] == 0
     rows = commission_rows(order)
     assert len(rows) == 1 and frozen_of(distributor) == rows[0].amount_fen > 0
-    # The order still refunds normally, through the payment it kept.
-    assert fresh(order.order_no).status == "paid"
+    # The order still refunds normally, through the payment it kept; its
+    # sale is whole (net sales are not cut by the second payment's refund).
+    assert (fresh(order.order_no).status, fresh(order.order_no).refunded_fen) == ("paid", 0)
 
 
 def test_paying_closes_the_other_channels_trade(shop, jobs, base):
@@ -311,7 +313,7 @@ def test_two_channels_notified_at_once_keep_one_payment(shop, jobs, base, settin
         second = next(p for p in payments if p.duplicate)
         assert now.pay_channel == kept.channel and now.transaction_id == kept.transaction_id
         [refund] = refunds_of(order)
-        assert (refund.payment_id, refund.status) == (second.id, "succeeded")
+        assert (refund.payment_id, refund.status, now.refunded_fen) == (second.id, "succeeded", 0)
         assert len(commission_rows(order)) == 1
     rows = [r for order in placed for r in commission_rows(order)]
     assert frozen_of(distributor) == sum(r.amount_fen for r in rows)
@@ -371,7 +373,7 @@ def test_a_refund_made_in_the_wechat_pay_console_reverses_the_commission(shop, j
     out_refund_no = made.json()["out_refund_no"]
     drain(jobs)  # WeChat Pay finishes the refund and notifies
     now = fresh(order.order_no)
-    assert now.status == "refunded" and stock_of(p) == 5
+    assert now.status == "refunded" and stock_of(p) == 5 and now.refunded_fen == now.total_fen
     [refund] = refunds_of(order)
     assert (refund.out_refund_no, refund.origin, refund.status, refund.partial) == (out_refund_no, "gateway",
                                                                                    "succeeded", False)
@@ -379,6 +381,7 @@ def test_a_refund_made_in_the_wechat_pay_console_reverses_the_commission(shop, j
     # WeChat Pay retries the notification: nothing moves twice.
     assert sandbox_wx.notify_refund(sandbox_wx.load_refund(sandbox_wx.conf()["mchid"], out_refund_no)) == "HTTP 204"
     assert len(refunds_of(order)) == 1 and stock_of(p) == 5 and frozen_of(distributor) == 0
+    assert fresh(order.order_no).refunded_fen == order.total_fen
 
 
 def test_a_console_refund_of_a_completed_order_claws_the_commission_back(shop, jobs, base):
@@ -412,6 +415,7 @@ def test_a_partial_console_refund_is_recorded_and_put_before_the_merchant(shop, 
     assert made.status_code == 200, made.text
     drain(jobs)
     assert fresh(order.order_no).status == "paid" and frozen_of(distributor) == frozen  # the merchant decides
+    assert fresh(order.order_no).refunded_fen == 990  # the staff see the net sale at once
     [refund] = refunds_of(order)
     assert (refund.partial, refund.amount_fen, refund.status) == (True, 990, "succeeded")
     assert refund.out_refund_no in refunds_listed(app)
@@ -421,6 +425,7 @@ def test_a_partial_console_refund_is_recorded_and_put_before_the_merchant(shop, 
     assert rest.status_code == 200 and rest.json()["amount"]["refund"] == 1000
     drain(jobs)
     assert fresh(order.order_no).status == "refunded" and frozen_of(distributor) == 0
+    assert fresh(order.order_no).refunded_fen == 1990
 
 
 def test_alipay_trade_closed_with_a_refund_reverses_the_commission(shop, jobs, base, app):
@@ -449,6 +454,7 @@ def test_alipay_trade_closed_with_a_refund_reverses_the_commission(shop, jobs, b
     last = rest.json()["alipay_trade_refund_response"]["out_biz_no"]
     assert sandbox_ali.notify_refund(alipay_trade(order.order_no), last) == "success"
     assert len(refunds_of(order)) == 2 and stock_of(p) == 5
+    assert fresh(order.order_no).refunded_fen == 1990 == order.total_fen
 
 
 def test_our_own_alipay_refund_notified_back_is_not_counted_twice(shop, jobs, base):
@@ -468,6 +474,7 @@ def test_our_own_alipay_refund_notified_back_is_not_counted_twice(shop, jobs, ba
     [only] = refunds_of(order)
     assert (only.out_refund_no, only.status) == (out_refund_no, "succeeded")
     assert stock_of(p) == 5 and frozen_of(distributor) == 0
+    assert fresh(order.order_no).refunded_fen == order.total_fen  # counted once
 
 
 # -- stale WeChat Pay notifications --------------------------------------------------------------

@@ -5,12 +5,14 @@ month's income summed by China day in the database, orders found by any
 part of a distributor's name."""
 from __future__ import annotations
 
+import threading
 from datetime import datetime, timezone
 
 from sqlalchemy import select, update
 
 from handlers import audit, commissions, distributor_pages, order_search, outbox, payments, team
-from models import CommissionRow, CommissionState, Distributor, PayChannel, User, db
+from conftest import needs_postgres
+from models import CommissionRow, CommissionState, Distributor, Order, PayChannel, User, db
 from test_admin_orders import customer_of, distributor, paid, placed, product
 
 
@@ -132,7 +134,7 @@ def test_orders_are_found_by_any_part_of_a_distributors_name(app):
     assert found("王小明x") == set()
 
 
-def test_the_distributors_list_nets_every_succeeded_refund_of_their_orders(app, monkeypatch):
+def test_the_distributors_list_nets_every_succeeded_refund_of_their_orders(app):
     seller = distributor("李小店")
     other = distributor("赵另一家")
     item = product(10000)
@@ -151,6 +153,29 @@ def test_the_distributors_list_nets_every_succeeded_refund_of_their_orders(app, 
     assert (figures[seller.id].gross_fen, figures[seller.id].net_fen) == (30000, 30000 - 3500)
     assert (figures[other.id].gross_fen, figures[other.id].net_fen) == (10000, 10000)
     assert (figures[seller.id].customers, figures[other.id].customers) == (3, 1)
-    # A page with more orders than are probed one by one sums the refunds by a join: the same figures.
-    monkeypatch.setattr(distributor_pages, "PROBED_ORDERS", 1)
-    assert distributor_pages.figures_of(both) == figures
+
+
+@needs_postgres
+def test_partial_refunds_landing_at_once_all_count_in_net_sales(app):
+    """Refunds made in the gateway's console, notified at the same moment: each adds to the
+    order's refunded sum under the order's lock, none is lost."""
+    seller = distributor("钱同时")
+    order = paid(customer_of(seller, "买家"), {product(10000).id: 3})
+    transaction_id = db.session.get(Order, order.id).transaction_id
+    barrier, answers = threading.Barrier(4), []
+
+    def land(amount: int) -> None:
+        with app.app_context():
+            barrier.wait(timeout=30)
+            answers.append(payments.refunded_at_gateway(PayChannel.WECHATPAY, order.order_no, transaction_id,
+                                                        amount_fen=amount, out_refund_no=f"C{amount}").ok)
+            outbox.commit()
+
+    threads = [threading.Thread(target=land, args=(amount,)) for amount in (1000, 2000, 3000, 4000)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert answers == [True] * 4
+    db.session.expire_all()
+    assert db.session.get(Order, order.id).refunded_fen == 10000
+    figures = distributor_pages.figures_of([db.session.get(Distributor, seller.id)])[seller.id]
+    assert (figures.gross_fen, figures.net_fen) == (30000, 20000)
