@@ -19,7 +19,7 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 from flask import current_app, g, redirect, render_template, request, session, url_for
-from sqlalchemy import update
+from sqlalchemy import select, update
 from wechatpy.exceptions import WeChatOAuthException
 
 from handlers import outbox, users
@@ -50,16 +50,23 @@ def check_session() -> None:
         for key in IDENTITY:  # e.g. a cookie from before sessions were kept
             session.pop(key, None)
         return
-    record = db.session.get(H5Session, sid) if isinstance(sid, str) and len(sid) <= 64 else None
+    found = _session_and_user(sid) if isinstance(sid, str) and len(sid) <= 64 else None
+    record, user = found if found is not None else (None, None)
     at = now()
     if record is None or record.revoked_at is not None \
             or record.last_seen_at < at - current_app.permanent_session_lifetime:
         session.clear()
         return
-    g.h5_session = record
+    g.h5_session, g.user = record, user
     if record.last_seen_at < at - SEEN_EVERY:
         record.last_seen_at = at
         db.session.commit()
+
+
+def _session_and_user(sid: str):
+    """The session's row and its user in one round trip: every signed-in page needs both."""
+    return db.session.execute(select(H5Session, User).outerjoin(User, User.id == H5Session.user_id)
+                              .where(H5Session.id == sid)).one_or_none()
 
 
 @bp.context_processor
