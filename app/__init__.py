@@ -10,6 +10,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import config as config_module
 from . import input_guard, pool_ping, redact
+from .cookie_session import CookieSessions
 from .config import Settings
 from .extensions import csrf, db, limiter, queue, redis_store
 
@@ -47,6 +48,7 @@ def create_app(settings: Settings | None = None, *, migrations: bool = True) -> 
         RATELIMIT_HEADERS_ENABLED=True,
     )
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)
+    app.session_interface = CookieSessions()
     redact.install(settings, [(s, k) for s, keys in config_module.SCHEMA.items() for k, key in keys.items()
                               if key.secret])
     app.url_map.converters["id"] = input_guard.IdConverter  # before any route uses <id:…>

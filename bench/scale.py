@@ -45,6 +45,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT)]
 
+from bench import speed_probe  # noqa: E402
 from bench.benchdb import recreate_database  # noqa: E402
 
 from bench.scale_load import Facts, Sizes, load  # noqa: E402
@@ -162,8 +163,18 @@ def main() -> int:
             logging.disable(logging.CRITICAL)  # the pages that fail are reported in the table
             if args.reuse:
                 t0 = time.perf_counter()
+                before = db.session.scalar(text("SELECT version_num FROM alembic_version"))
+                db.session.remove()
                 upgrade(directory=str(ROOT / "migrations"))  # indexes added since the load
                 log(f"migrations up to date in {time.perf_counter() - t0:.0f}s")
+                if db.session.scalar(text("SELECT version_num FROM alembic_version")) != before:
+                    # A migration that rewrote rows leaves index-only scans visiting the heap until
+                    # autovacuum gets round to it; a production database gets there on its own.
+                    t0 = time.perf_counter()
+                    db.session.remove()
+                    with db.engine.connect() as conn:
+                        conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM ANALYZE"))
+                    log(f"VACUUM ANALYZE after the migrations in {time.perf_counter() - t0:.0f}s")
                 facts = Facts(**json.loads(db.session.scalar(text("SELECT facts FROM scale_bench_facts"))))
                 facts.now = datetime.fromisoformat(facts.now)
             else:
@@ -187,7 +198,9 @@ def main() -> int:
                   f"the biggest distributor has {facts.counts.get('customers_of_biggest')} customers. "
                   f"{args.repeat} requests per page, Flask test client, PostgreSQL {db.session.scalar(text('SHOW server_version'))}")
             db.session.remove()
+        log(speed_probe.line("before the pages"))
         failures = scale_pages.run(app, dsn, facts, wechat, args.repeat, log, args.verbose)
+        print(speed_probe.line("after the pages"))
         print(f"\n{'all pass' if not failures else f'{failures} page(s) fail'}")
         return 1 if failures else 0
     finally:

@@ -12,6 +12,11 @@ psycopg's client side) and PostgreSQL's backend CPU from ``/proc``.
     .venv/bin/python bench/webhook_cpu.py               # 3000 events
     .venv/bin/python bench/webhook_cpu.py --profile     # and the top functions (cProfile)
 
+CPU time on a shared 2-core VM drifts by ±15 % from minute to minute; to
+compare two versions of the code, count instructions instead (repeatable):
+run under ``valgrind --tool=callgrind`` with ``--reuse --events 100`` and
+``--reuse --events 600`` and divide the difference of the totals by 500.
+
 It drops and recreates the database (its name must contain ``bench``) and
 FLUSHDBs the Redis database (not 0).
 """
@@ -35,6 +40,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from webhook import APPID, ACCOUNT, flush_redis, recreate_database  # noqa: E402
 
 from sandbox.push import WeChatServer  # noqa: E402
+import speed_probe  # noqa: E402
 
 
 def pg_backend_cpu(database: str) -> float:
@@ -111,9 +117,13 @@ def main() -> int:
     ap.add_argument("--mode", choices=("safe", "plain"), default="safe")
     ap.add_argument("--profile", action="store_true", help="print the 25 functions with the most own time")
     ap.add_argument("--profile-file", help="also save the profile there (pstats), to read with pstats' browser")
+    ap.add_argument("--reuse", action="store_true",
+                    help="keep the database of an earlier run (no drop, no migrations): for runs under valgrind, "
+                         "where only the difference between two --events counts matters")
     args = ap.parse_args()
 
-    recreate_database(args.database_url, force=False)
+    if not args.reuse:
+        recreate_database(args.database_url, force=False)
     flush_redis(args.redis_url, force=False)
     token, aes_key = secrets.token_hex(8), secrets.token_urlsafe(32)[:43]
     aes_key = (aes_key + "A" * 43)[:43].replace("-", "a").replace("_", "b")
@@ -145,7 +155,8 @@ review = "manual"
     app = create_app()
     try:
         with app.app_context():
-            upgrade(directory=str(ROOT / "migrations"))
+            if not args.reuse:
+                upgrade(directory=str(ROOT / "migrations"))
             scenes = []
             for i in range(args.distributors):
                 user = users.record_contact(f"oCPUDIST{i:04d}{secrets.token_hex(6)}", FirstContact.SUBSCRIBE).user
@@ -157,9 +168,9 @@ review = "manual"
             db.session.remove()
 
         server = WeChatServer(webhook_url="", token=token, appid=APPID, encoding_aes_key=aes_key, account=ACCOUNT)
-        pushes = []
+        pushes, run = [], secrets.token_hex(3)  # this run's followers, apart from a reused database's
         for i in range(args.events + 200):
-            fields = server.subscribe(f"oCPU{i:010d}{secrets.token_hex(4)}", scenes[i % len(scenes)])
+            fields = server.subscribe(f"oCPU{run}{i:07d}{secrets.token_hex(4)}", scenes[i % len(scenes)])
             params, body = server.signed_request(fields, safe=args.mode == "safe")
             pushes.append(("/wx?" + urlencode(params), body))
         client = app.test_client()
@@ -179,8 +190,9 @@ review = "manual"
             profiler.disable()
         cpu, wall, pg = time.process_time() - cpu0, time.perf_counter() - wall0, pg_backend_cpu(database) - pg0
         with app.app_context():
-            bound = db.session.query(User).filter(User.openid.like("oCPU0%"), User.referrer_id.isnot(None)).count()
+            bound = db.session.query(User).filter(User.openid.like(f"oCPU{run}%"), User.referrer_id.isnot(None)).count()
         n = args.events
+        print(speed_probe.line("after the events"))
         print(f"{n} subscribe events ({args.mode} mode): product CPU {cpu / n * 1000:.3f} ms/event, "
               f"PostgreSQL {pg / n * 1000:.3f} ms/event, wall {wall / n * 1000:.3f} ms/event; "
               f"{bound} of {n + 200} new followers bound; per event {statements[0] / n:.2f} SQL statements "

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import secrets
 
 from flask import Blueprint, Response, current_app, request
 from redis.commands.core import Script
 from wechatpy.crypto import WeChatCrypto
 from wechatpy.replies import BaseReply, EmptyReply, create_reply
-from wechatpy.utils import random_string
 
 from app.extensions import limiter, redis_store
 from handlers import outbox, pushes, users
@@ -142,7 +142,7 @@ def receive() -> Response:
     if not reply_xml:
         return _plain(SUCCESS)
     if safe_mode:
-        reply_xml = crypto.encrypt_message(reply_xml, random_string(16))
+        reply_xml = crypto.encrypt_message(reply_xml, secrets.token_hex(8))
     return Response(reply_xml, mimetype="application/xml")
 
 
