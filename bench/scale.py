@@ -45,7 +45,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT)]
 
-from bench import speed_probe  # noqa: E402
 from bench.benchdb import recreate_database  # noqa: E402
 
 from bench.scale_load import Facts, Sizes, load  # noqa: E402
@@ -198,9 +197,7 @@ def main() -> int:
                   f"the biggest distributor has {facts.counts.get('customers_of_biggest')} customers. "
                   f"{args.repeat} requests per page, Flask test client, PostgreSQL {db.session.scalar(text('SHOW server_version'))}")
             db.session.remove()
-        log(speed_probe.line("before the pages"))
         failures = scale_pages.run(app, dsn, facts, wechat, args.repeat, log, args.verbose)
-        print(speed_probe.line("after the pages"))
         print(f"\n{'all pass' if not failures else f'{failures} page(s) fail'}")
         return 1 if failures else 0
     finally:

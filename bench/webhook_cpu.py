@@ -40,7 +40,6 @@ sys.path.insert(0, str(ROOT / "bench"))
 from webhook import APPID, ACCOUNT, flush_redis, recreate_database  # noqa: E402
 
 from sandbox.push import WeChatServer  # noqa: E402
-import speed_probe  # noqa: E402
 
 
 def pg_backend_cpu(database: str) -> float:
@@ -192,7 +191,6 @@ review = "manual"
         with app.app_context():
             bound = db.session.query(User).filter(User.openid.like(f"oCPU{run}%"), User.referrer_id.isnot(None)).count()
         n = args.events
-        print(speed_probe.line("after the events"))
         print(f"{n} subscribe events ({args.mode} mode): product CPU {cpu / n * 1000:.3f} ms/event, "
               f"PostgreSQL {pg / n * 1000:.3f} ms/event, wall {wall / n * 1000:.3f} ms/event; "
               f"{bound} of {n + 200} new followers bound; per event {statements[0] / n:.2f} SQL statements "
