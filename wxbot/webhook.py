@@ -11,9 +11,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+import time
 
 from flask import Blueprint, Response, current_app, request
 from redis.commands.core import Script
+from redis.exceptions import RedisError
 from wechatpy.crypto import WeChatCrypto
 from wechatpy.replies import BaseReply, EmptyReply, create_reply
 
@@ -163,14 +165,43 @@ if redis.call('SET', KEYS[2], ARGV[3], 'NX', 'EX', ARGV[4]) then
 end
 return {2, redis.call('GET', KEYS[2])}
 """)
-QUERY_REUSED, TAKEN = 0, 1
+
+
+QUERY_REUSED, TAKEN, ANSWERED, UNGUARDED = 0, 1, 2, 3
+# After Redis failed to answer, pushes go without it for this long: a Redis
+# host that does not answer would otherwise cost each push its connect timeout.
+REDIS_RESTING = 5.0
+_redis_resting_until = 0.0
 
 
 def _claim(conn, signed_query: str, message: bytes, window: int, key: str) -> tuple[int, bytes | None]:
+    """Redis's answer, or UNGUARDED when it cannot give one: the push's row
+    in the database alone then keeps the work single and the signed query to
+    its one message, as after Redis lost its keys, so that WeChat's pushes
+    are still answered while Redis is down (only without the lease that
+    tells a retry to wait for an attempt still working)."""
+    global _redis_resting_until
+    if time.monotonic() < _redis_resting_until:
+        return UNGUARDED, None
     digest = hashlib.sha256(message).hexdigest().encode()
-    outcome, earlier = _CLAIM(keys=[QUERY_PREFIX + signed_query, key],
-                              args=[digest, 2 * window, PENDING, PENDING_LEASE], client=conn)
+    try:
+        outcome, earlier = _CLAIM(keys=[QUERY_PREFIX + signed_query, key],
+                                  args=[digest, 2 * window, PENDING, PENDING_LEASE], client=conn)
+    except RedisError as exc:
+        _redis_resting_until = time.monotonic() + REDIS_RESTING
+        log.warning("Redis does not answer (%s): pushes are kept single by the database alone for %.0f s",
+                    type(exc).__name__, REDIS_RESTING)
+        return UNGUARDED, None
     return outcome, earlier
+
+
+def _forget(conn, key: str) -> None:
+    """Let WeChat's retry try again: the lease goes (when Redis answers)."""
+    try:
+        conn.delete(key)
+    except RedisError as exc:
+        log.warning("push %s: lease not released (%s); it runs out in %s s", key, type(exc).__name__,
+                    PENDING_LEASE)
 
 
 def _handle_once(msg, fields: dict[str, str], signed_query: str, message: bytes, window: int) -> str:
@@ -185,22 +216,28 @@ def _handle_once(msg, fields: dict[str, str], signed_query: str, message: bytes,
     outcome, earlier = _claim(conn, signed_query, message, window, key)
     if outcome == QUERY_REUSED:
         raise Refused(403, "signed query already used for another message")
-    if outcome != TAKEN:
+    if outcome == ANSWERED:
         if earlier in (None, PENDING):
             log.info("WeChat retry %s while another attempt works on it: asking for a later retry", key)
             raise Busy()
         log.info("WeChat retry %s recognised", key)
         return earlier.decode()
+    guarded = outcome == TAKEN
     try:
         reply, done = _do_once(msg, pushes.key_of(key), signed_query)
     except Exception:
         outbox.rollback()
-        conn.delete(key)  # let WeChat's retry try again
+        if guarded:
+            _forget(conn, key)
         raise
     if not done:  # refused by a rule, nothing changed: a retry may try again
-        conn.delete(key)
+        if guarded:
+            _forget(conn, key)
         return reply
-    _after_commit(conn, key, reply)
+    if guarded:
+        _after_commit(conn, key, reply)
+    else:  # without Redis, as without its answer: the follower decides a profile batch
+        users.decide_profile_batch(users.profiles_wanted())
     return reply
 
 
@@ -251,7 +288,7 @@ def _done_before(push_key: str, signed_query: str) -> str | None:
         if reply is None and pushes.query_used(signed_query):
             # Redis, which forgot, has just learnt this message for the query:
             # unlearn it, so that WeChat's retry of the real one is answered.
-            redis_store.conn.delete(QUERY_PREFIX + signed_query)
+            _forget(redis_store.conn, QUERY_PREFIX + signed_query)
             raise Refused(403, "signed query already used for another message")
     finally:
         outbox.rollback()
