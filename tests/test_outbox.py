@@ -381,3 +381,40 @@ def test_a_burst_worker_without_redis_says_so(app, settings, tmp_path, repo_root
     assert done.returncode == 1
     assert "Redis unreachable" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_database_failing_after_the_send_does_not_send_twice(app, sandbox_user):
+    """PostgreSQL goes away between the template's send and the commit that
+    records it (the fault run's one duplicate): the job is retried, finds the
+    send marked in Redis, records it and sends nothing more."""
+    from sqlalchemy.exc import OperationalError
+
+    person = sandbox_user()
+    users.subscribe(person.openid)
+    outbox.commit()
+    user = users.get_user(person.openid)
+    assert notifications.notify(user, NotificationKind.NEW_MEMBER, f"member:{user.id}", "新成员加入",
+                                "小王 通过你的推广加入了你的团队", None, {"thing1": "小王"})
+    outbox.commit(run_inline=False)
+    row = the_row(f"template-member-{user.id}")
+    before = len(delivered(person.openid, "template"))
+    failed, job_thread = [], threading.get_ident()  # the sandbox's platform commits in the server's thread
+
+    def database_gone(session):
+        if not failed and threading.get_ident() == job_thread:
+            failed.append(True)
+            raise OperationalError("COMMIT", {}, Exception("server closed the connection unexpectedly"))
+
+    event.listen(Session, "before_commit", database_gone)
+    try:
+        with pytest.raises(OperationalError):
+            outbox.run(row.id)
+    finally:
+        event.remove(Session, "before_commit", database_gone)
+    assert len(delivered(person.openid, "template")) == before + 1  # it went out; its record did not
+    db.session.rollback()
+    assert db.session.scalar(select(Notification.sent_at).where(Notification.id == row.args[-1])) is None
+    assert outbox.run(row.id) == "done"  # the retry
+    assert len(delivered(person.openid, "template")) == before + 1
+    db.session.rollback()
+    assert db.session.scalar(select(Notification.sent_at).where(Notification.id == row.args[-1])) is not None

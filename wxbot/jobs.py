@@ -94,6 +94,11 @@ def send_template(openid: str, template_id: str, data: dict, url: str | None = N
     if notification_id is not None and not notifications.claim_delivery(notification_id):
         log.info("notification %s: template already sent (or the notification is gone)", notification_id)
         return
+    if notification_id is not None and _sent_before(notification_id):
+        log.warning("notification %s: template sent by an attempt whose commit failed; not sent again",
+                    notification_id)
+        notifications.delivered(notification_id)
+        return
     values = {k: (v if isinstance(v, dict) else {"value": v}) for k, v in data.items()}
     try:
         wechat_client().message.send_template(openid, template_id, values, url=url)
@@ -102,7 +107,29 @@ def send_template(openid: str, template_id: str, data: dict, url: str | None = N
             raise
         return
     if notification_id is not None:
+        _remember_sent(notification_id)
         notifications.delivered(notification_id)
+
+
+# A sent template message is also marked in Redis at once: should PostgreSQL
+# fail between the send and the commit that records it, the retry finds the
+# mark and does not send it again (WeChat's API takes no idempotency key).
+SENT_MARK, SENT_MARK_TTL = "wx:template-sent:{}", 7 * 86400
+
+
+def _sent_before(notification_id: int) -> bool:
+    try:
+        return bool(redis_store.conn.exists(SENT_MARK.format(notification_id)))
+    except Exception as exc:  # noqa: BLE001 - without Redis the database's record alone decides
+        log.warning("notification %s: sent-mark not readable (%s)", notification_id, exc)
+        return False
+
+
+def _remember_sent(notification_id: int) -> None:
+    try:
+        redis_store.conn.set(SENT_MARK.format(notification_id), b"1", ex=SENT_MARK_TTL)
+    except Exception as exc:  # noqa: BLE001 - the database's record follows in the same job
+        log.warning("notification %s: sent-mark not written (%s)", notification_id, exc)
 
 
 def cached_media_id(media_key: str) -> str | None:

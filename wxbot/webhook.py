@@ -209,8 +209,8 @@ def _handle_once(msg, fields: dict[str, str], signed_query: str, message: bytes,
 
     Redis answers WeChat's retries quickly; the push's row in the database,
     written in the transaction that does the work, keeps the work single
-    when Redis forgot (flushed, restarted empty) or a lease ran out, and
-    keeps a signed query to its one message then too."""
+    when Redis forgot (flushed, restarted empty), is down, or a lease ran
+    out, and keeps a signed query to its one message then too."""
     conn = redis_store.conn
     key = _dedupe_key(msg, fields)
     outcome, earlier = _claim(conn, signed_query, message, window, key)
