@@ -9,6 +9,7 @@ from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
 from rq import Queue, Retry
 import sqlite3
+import time
 
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import Engine
@@ -78,6 +79,19 @@ class RedisHolder:
     @property
     def conn(self) -> redis.Redis:
         return current_app.extensions["fenxiao.redis"]
+
+    # After Redis failed to answer, the callers that can do without it leave
+    # it alone this long: a host that does not answer would otherwise cost
+    # every request its connect timeout.
+    RESTING = 5.0
+
+    def resting(self) -> bool:
+        """Did Redis fail to answer a moment ago (this app's connection)?"""
+        return time.monotonic() < current_app.extensions.get("fenxiao.redis_resting_until", 0.0)
+
+    def failed(self) -> None:
+        """Redis did not answer: callers that can do without it skip it for ``RESTING`` seconds."""
+        current_app.extensions["fenxiao.redis_resting_until"] = time.monotonic() + self.RESTING
 
 
 redis_store = RedisHolder()

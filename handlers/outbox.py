@@ -35,7 +35,7 @@ from sqlalchemy import delete, event, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from app.extensions import db, queue
+from app.extensions import db, queue, redis_store
 from models.base import utcnow
 from models.outbox import NOT_DONE, OutboxRow, OutboxState
 
@@ -78,7 +78,10 @@ def _add(task: str, args: tuple, key: str | None, when: datetime | None) -> None
     # Without Redis a delayed row is left to the sweeps and pages (and the
     # relay), even when already due, as RQ's scheduler-less fallback did.
     due = when is None or (is_async and when <= at)
-    handed = at if due and is_async else None  # optimistic: the fast path follows the commit
+    # While Redis rests after failing to answer, the row waits for the relay
+    # instead of a hand-over after the commit that would time out.
+    hand_over = due and not (is_async and redis_store.resting())
+    handed = at if hand_over and is_async else None  # optimistic: the fast path follows the commit
     values = {"task": task, "args": list(args), "key": key, "due_at": when or at, "state": PENDING,
               "attempts": 0, "last_error": None, "enqueued_at": handed, "done_at": None, "created_at": at}
     stmt = _insert()(OutboxRow).values(**values)
@@ -89,7 +92,7 @@ def _add(task: str, args: tuple, key: str | None, when: datetime | None) -> None
     row_id = db.session.scalar(stmt.returning(OutboxRow.id))
     if row_id is None:
         log.info("%s already pending as %s", task, key)
-    elif due:
+    elif hand_over:
         db.session.info.setdefault(_NEW, []).append(row_id)
 
 
@@ -122,6 +125,7 @@ def _hand_over_new(session: Session) -> None:
         _enqueue(ids)
     except Exception as exc:  # noqa: BLE001 - the commit stands; the relay delivers later
         log.warning("outbox rows %s committed but not queued (%s); the relay will queue them", ids, exc)
+        redis_store.failed()
         _unmark(ids)
 
 

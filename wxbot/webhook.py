@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-import time
 
 from flask import Blueprint, Response, current_app, request
 from redis.commands.core import Script
@@ -168,10 +167,6 @@ return {2, redis.call('GET', KEYS[2])}
 
 
 QUERY_REUSED, TAKEN, ANSWERED, UNGUARDED = 0, 1, 2, 3
-# After Redis failed to answer, pushes go without it for this long: a Redis
-# host that does not answer would otherwise cost each push its connect timeout.
-REDIS_RESTING = 5.0
-_redis_resting_until = 0.0
 
 
 def _claim(conn, signed_query: str, message: bytes, window: int, key: str) -> tuple[int, bytes | None]:
@@ -180,17 +175,16 @@ def _claim(conn, signed_query: str, message: bytes, window: int, key: str) -> tu
     its one message, as after Redis lost its keys, so that WeChat's pushes
     are still answered while Redis is down (only without the lease that
     tells a retry to wait for an attempt still working)."""
-    global _redis_resting_until
-    if time.monotonic() < _redis_resting_until:
+    if redis_store.resting():
         return UNGUARDED, None
     digest = hashlib.sha256(message).hexdigest().encode()
     try:
         outcome, earlier = _CLAIM(keys=[QUERY_PREFIX + signed_query, key],
                                   args=[digest, 2 * window, PENDING, PENDING_LEASE], client=conn)
     except RedisError as exc:
-        _redis_resting_until = time.monotonic() + REDIS_RESTING
+        redis_store.failed()
         log.warning("Redis does not answer (%s): pushes are kept single by the database alone for %.0f s",
-                    type(exc).__name__, REDIS_RESTING)
+                    type(exc).__name__, redis_store.RESTING)
         return UNGUARDED, None
     return outcome, earlier
 
