@@ -7,7 +7,8 @@ import gzip
 import json
 import re
 import threading
-from datetime import timedelta
+import time
+from datetime import datetime, timedelta
 from html import unescape
 
 import pytest
@@ -21,6 +22,7 @@ from handlers import catalogue, orders, outbox, payments
 from handlers import reconcile as rc
 from handlers import staff as staff_rules
 from handlers.audit import SYSTEM
+from handlers.clock import CHINA, now
 from models import AuditEntry, Order, Payment, ReconcileDay, ReconcileDifference, db
 from pay import bills
 from pay.alipay import AlipayGateway
@@ -99,9 +101,24 @@ def ali_trade(settings, order_no: str) -> dict:
     return sandbox_ali.find_trade(settings["alipay"]["app_id"], order_no)
 
 
+_DAY: list = []
+
+
+@pytest.fixture(autouse=True)
+def one_china_day():
+    """Each test reconciles the China day it started on; one starting in the
+    last half minute before China's midnight (16:00 UTC) waits it out, so its
+    rows and its runs fall on the same day."""
+    left = (datetime.combine(rc.today() + timedelta(days=1), datetime.min.time(), CHINA) - now()).total_seconds()
+    if left < 30:
+        time.sleep(max(left, 0) + 1)
+    _DAY[:] = [rc.today()]
+    yield
+
+
 def run_today(channels=None) -> dict[str, ReconcileDay]:
     db.session.rollback()
-    done = rc.run_day(rc.today(), actor=SYSTEM, channels=channels)
+    done = rc.run_day(_DAY[0], actor=SYSTEM, channels=channels)
     outbox.commit()
     return {r.channel: r for r in done}
 
@@ -131,7 +148,7 @@ def test_a_clean_day_says_so(shop, staff_browser, base):
     assert runs["wechatpay"].gateway_rows == 3 and runs["alipay"].gateway_rows == 3
     assert differences() == set()
     finance = staff_browser("finance")
-    page = finance.get(f"{base}/admin/reconcile/{rc.today().isoformat()}").text
+    page = finance.get(f"{base}/admin/reconcile/{_DAY[0].isoformat()}").text
     assert "全部一致" in page and "没有差异" in page
     overview = finance.get(f"{base}/admin/reconcile").text
     assert overview.count("无差异") >= 2 and "未对账" in overview  # other days not run
@@ -141,9 +158,9 @@ def test_the_bills_are_in_the_gateways_formats(shop, settings):
     order_no = shop.wx_paid(1990)
     refund_no = shop.refund(order_no)
     gw = WeChatPayGateway.from_settings()
-    code, text = gw.client.trade_bill(bill_date=rc.today().isoformat(), bill_type="ALL", tar_type="GZIP")
+    code, text = gw.client.trade_bill(bill_date=_DAY[0].isoformat(), bill_type="ALL", tar_type="GZIP")
     assert code == 200
-    rows = bills.wechatpay_bill(rc.today())
+    rows = bills.wechatpay_bill(_DAY[0])
     assert {(r.kind, r.ref, r.amount_fen, r.state) for r in rows} == {("trade", order_no, 1990, "SUCCESS"),
                                                                       ("refund", refund_no, 1990, "SUCCESS")}
     # The file itself: backquoted values, a header, a summary.
@@ -152,7 +169,7 @@ def test_the_bills_are_in_the_gateways_formats(shop, settings):
     assert csv_text.startswith("交易时间,公众账号ID,商户号") and f"`{order_no}" in csv_text
     assert "总交易单数" in csv_text
     ali_no = shop.ali_paid(1200)
-    ali_rows = bills.alipay_bill(rc.today())
+    ali_rows = bills.alipay_bill(_DAY[0])
     assert [(r.kind, r.ref, r.amount_fen) for r in ali_rows] == [("trade", ali_no, 1200)]
 
 
@@ -261,7 +278,7 @@ def test_a_rerun_is_idempotent_and_resolved_stays_resolved(shop, settings, staff
     assert db.session.scalar(select(func.count()).select_from(ReconcileDifference)) == 2
     finance = staff_browser("finance")
     d = db.session.scalars(select(ReconcileDifference).where(ReconcileDifference.ref == first)).one()
-    day_page = f"{base}/admin/reconcile/{rc.today().isoformat()}"
+    day_page = f"{base}/admin/reconcile/{_DAY[0].isoformat()}"
     resp = post(finance, f"{base}/admin/reconcile/differences/{d.id}/resolve", {"note": "  已与微信支付核实  "},
                 page=day_page)
     assert resp.status_code == 302
@@ -297,7 +314,7 @@ def test_a_rerun_is_idempotent_and_resolved_stays_resolved(shop, settings, staff
 
 def test_a_day_without_any_trade_is_clean_and_the_nightly_job_does_yesterday(app):
     result = rc.nightly()
-    yesterday = rc.today() - timedelta(days=1)
+    yesterday = _DAY[0] - timedelta(days=1)
     assert result == [f"{yesterday} wechatpay clean 0", f"{yesterday} alipay clean 0"]
     db.session.rollback()
     days = {(r.day, r.channel, r.state, r.run_by) for r in db.session.scalars(select(ReconcileDay))}
@@ -308,7 +325,7 @@ def test_a_gateway_that_cannot_be_reached_marks_the_day_failed(app, settings, st
     closed = f"http://127.0.0.1:{free_port()}"
     with second_product(settings, wechatpay={"api_base": closed}) as other:
         with other.app_context():
-            runs = {r.channel: r for r in rc.run_day(rc.today(), actor=SYSTEM)}
+            runs = {r.channel: r for r in rc.run_day(_DAY[0], actor=SYSTEM)}
             assert runs["wechatpay"].state == "failed" and "微信支付" in runs["wechatpay"].message
             assert runs["alipay"].state == "clean"
             outbox.commit()
@@ -392,7 +409,7 @@ def test_the_command_runs_a_day_and_lists(app, shop, settings):
     no = shop.wx_paid(1000)
     sandbox_wx.redis_store.conn.delete(sandbox_wx._trade_key(mchid(settings), no))
     runner = app.test_cli_runner()
-    result = runner.invoke(args=["reconcile", "run", "--date", rc.today().isoformat()])
+    result = runner.invoke(args=["reconcile", "run", "--date", _DAY[0].isoformat()])
     assert result.exit_code == 0, result.output
     assert "wechatpay\tdifferences\t1 difference(s)" in result.output and no in result.output
     assert "alipay\tclean" in result.output
@@ -410,7 +427,7 @@ def test_the_command_runs_a_day_and_lists(app, shop, settings):
 
 def test_permissions_and_roles(app, staff_browser, base):
     assert {"reconcile.view", "reconcile.act"} <= set(staff_rules.PERMISSIONS)
-    day = rc.today().isoformat()
+    day = _DAY[0].isoformat()
     for role in ("operator", "shipping"):
         b = staff_browser(role)
         assert b.get(f"{base}/admin/reconcile").status_code == 403
@@ -465,7 +482,7 @@ def test_reruns_at_once_make_one_set_of_differences(app, shop, settings):
         with app.app_context():
             try:
                 barrier.wait(timeout=30)
-                rc.run_day(rc.today(), actor=SYSTEM, channels=["wechatpay"])
+                rc.run_day(_DAY[0], actor=SYSTEM, channels=["wechatpay"])
                 outbox.commit()
             except Exception as exc:  # noqa: BLE001 - reported below
                 failures.append(exc)
@@ -493,7 +510,7 @@ def test_a_days_differences_export_as_listed(shop, settings, staff_browser, base
         sandbox_wx.redis_store.conn.delete(sandbox_wx._trade_key(m, no))
     run_today(["wechatpay"])
     finance = staff_browser("finance")
-    day = rc.today().isoformat()
+    day = _DAY[0].isoformat()
     d = db.session.scalars(select(ReconcileDifference).where(ReconcileDifference.ref == lost)).one()
     post(finance, f"{base}/admin/reconcile/differences/{d.id}/resolve", {"note": "=已核实"},
          page=f"{base}/admin/reconcile/{day}")
