@@ -62,6 +62,7 @@ def test_a_merchants_day_in_the_back_office(app, settings, sandbox_user, make_st
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ready
     from selenium.webdriver.support.select import Select
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
     base = settings["app"]["base_url"]
@@ -69,7 +70,8 @@ def test_a_merchants_day_in_the_back_office(app, settings, sandbox_user, make_st
     make_staff("laoban", "owner")
     driver = chromium(LAPTOP, 900, phone=False)
     try:
-        wait = WebDriverWait(driver, 15)
+        # A form posted navigates: a body read as the new page replaces the old one is stale; read it again.
+        wait = WebDriverWait(driver, 15, ignored_exceptions=(StaleElementReferenceException,))
         # Log in.
         driver.get(f"{base}/admin/")
         wait.until(ready.url_contains("/admin/login"))
