@@ -114,11 +114,17 @@ def one_china_day():
         time.sleep(max(left, 0) + 1)
     _DAY[:] = [rc.today()]
     yield
+    _DAY.clear()
+
+
+def reconcile_day():
+    """The day this test reconciles (see ``one_china_day``)."""
+    return _DAY[0] if _DAY else rc.today()
 
 
 def run_today(channels=None) -> dict[str, ReconcileDay]:
     db.session.rollback()
-    done = rc.run_day(_DAY[0], actor=SYSTEM, channels=channels)
+    done = rc.run_day(reconcile_day(), actor=SYSTEM, channels=channels)
     outbox.commit()
     return {r.channel: r for r in done}
 

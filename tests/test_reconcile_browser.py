@@ -6,11 +6,10 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from admin_helpers import PASSWORD, make_staff  # noqa: F401  (fixture)
-from handlers import reconcile as rc
 from models import ReconcileDifference, db
 from sandbox import wechatpay as sandbox_wx
 from test_browser_buy import SHOTS, chromium, shoot
-from test_reconcile import Shop, run_today
+from test_reconcile import Shop, one_china_day, reconcile_day, run_today  # noqa: F401  (autouse: one day)
 
 FOLDER = SHOTS / "reconcile"
 
@@ -26,7 +25,7 @@ def _day_with_differences(app, base, jobs, settings) -> str:
     sandbox_wx.save_trade(trade)
     shop.ali_paid(1200)
     run_today()
-    return rc.today().isoformat()
+    return reconcile_day().isoformat()
 
 
 def _log_in(driver, base: str, name: str) -> None:
