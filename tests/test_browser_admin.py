@@ -18,7 +18,7 @@ from admin_helpers import PASSWORD, make_staff  # noqa: F401  (fixture)
 from distribution_helpers import make_user
 from handlers import applications, catalogue, outbox, withdrawals
 from models import Application, AuditEntry, Order, Product, Withdrawal, db
-from test_browser_buy import SHOTS, chromium, shoot
+from test_browser_buy import SHOTS, chromium, shoot, waiting
 from test_every_page import _buy, _logged_in, _pay
 from test_income_pages import complete, settle_everything
 
@@ -62,16 +62,13 @@ def test_a_merchants_day_in_the_back_office(app, settings, sandbox_user, make_st
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ready
     from selenium.webdriver.support.select import Select
-    from selenium.common.exceptions import StaleElementReferenceException
-    from selenium.webdriver.support.ui import WebDriverWait
 
     base = settings["app"]["base_url"]
     world = _world(app, base, sandbox_user, settings)
     make_staff("laoban", "owner")
     driver = chromium(LAPTOP, 900, phone=False)
     try:
-        # A form posted navigates: a body read as the new page replaces the old one is stale; read it again.
-        wait = WebDriverWait(driver, 15, ignored_exceptions=(StaleElementReferenceException,))
+        wait = waiting(driver, 15)
         # Log in.
         driver.get(f"{base}/admin/")
         wait.until(ready.url_contains("/admin/login"))
@@ -155,7 +152,6 @@ def test_the_back_office_on_a_phone(app, settings, make_staff):  # noqa: F811
     """375 px: the menu becomes a row, lists scroll inside their card, nothing scrolls sideways."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ready
-    from selenium.webdriver.support.ui import WebDriverWait
 
     base = settings["app"]["base_url"]
     make_staff("caiwu", "finance")
@@ -165,7 +161,7 @@ def test_the_back_office_on_a_phone(app, settings, make_staff):  # noqa: F811
         driver.find_element(By.NAME, "name").send_keys("caiwu")
         driver.find_element(By.NAME, "password").send_keys(PASSWORD)
         driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-        WebDriverWait(driver, 15).until(ready.title_contains("概览"))
+        waiting(driver, 15).until(ready.title_contains("概览"))
         for path, name in (("/admin/", "09-phone-dashboard"), ("/admin/withdrawals", "10-phone-withdrawals"),
                            ("/admin/orders", "11-phone-orders")):
             driver.get(base + path)

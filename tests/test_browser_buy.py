@@ -65,6 +65,32 @@ def chromium(width: int = 375, height: int = 812, phone: bool = True):
     return browser
 
 
+def waiting(driver, seconds: float = 15):
+    """``WebDriverWait`` whose conditions are read again when the page changed
+    under them (a form's navigation, an htmx swap): Chromium then calls the
+    element stale, or says its node no longer belongs to the document.
+    Anything else still fails the wait at once, and a condition never met
+    still times out."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    class Wait(WebDriverWait):
+        def until(self, method, message: str = ""):
+            def settled(d):
+                try:
+                    return method(d)
+                except StaleElementReferenceException:
+                    return False
+                except WebDriverException as exc:
+                    if "does not belong to the document" in str(exc):
+                        return False
+                    raise
+
+            return super().until(settled, message)
+
+    return Wait(driver, seconds)
+
+
 @pytest.fixture
 def driver():
     browser = chromium()
@@ -96,7 +122,6 @@ def shoot(driver, name: str, width: int = 375, mobile: bool = True, folder: Path
 def test_a_guest_buys_one_product_in_a_phone_browser(app, driver, settings):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ready
-    from selenium.webdriver.support.ui import WebDriverWait
 
     base = settings["app"]["base_url"]
     catalogue.seed_tryout_catalogue()
@@ -104,7 +129,7 @@ def test_a_guest_buys_one_product_in_a_phone_browser(app, driver, settings):
     d = make_distributor("小美")
     if BUY.exists():
         shutil.rmtree(BUY)
-    wait = WebDriverWait(driver, 15)
+    wait = waiting(driver, 15)
 
     driver.get(f"{base}/h5/u/{d.unit.slug}")
     assert driver.title == d.unit.name

@@ -16,7 +16,7 @@ from distribution_helpers import make_distributor
 from handlers import catalogue, outbox
 from models import User, db
 from sandbox import state
-from test_browser_buy import SHOTS, chromium, shoot
+from test_browser_buy import SHOTS, chromium, shoot, waiting
 
 HERE = SHOTS / "share"
 
@@ -37,7 +37,7 @@ def user(openid: str) -> User:
 
 def test_a_distributor_shares_and_friends_who_open_it_become_customers(app, driver, settings, sandbox_user):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select, WebDriverWait
+    from selenium.webdriver.support.ui import Select
 
     base = settings["app"]["base_url"]
     catalogue.seed_tryout_catalogue()
@@ -45,7 +45,7 @@ def test_a_distributor_shares_and_friends_who_open_it_become_customers(app, driv
     ahua, xiaoli, laozhang = sandbox_user("阿花"), sandbox_user("小李"), sandbox_user("老张")
     seller = make_distributor("阿花", openid=ahua.openid)
     slug, name = seller.unit.slug, seller.unit.name
-    wait = WebDriverWait(driver, 15)
+    wait = waiting(driver, 15)
 
     def status() -> str:
         return driver.find_element(By.ID, "wx-sim-status").text
@@ -107,12 +107,11 @@ def test_a_distributor_shares_and_friends_who_open_it_become_customers(app, driv
 def test_a_refused_signature_shows_invalid_signature_and_the_page_signs_again(app, driver, settings,
                                                                               sandbox_user):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     base = settings["app"]["base_url"]
     ahua = sandbox_user("阿花")
     seller = make_distributor("阿花", openid=ahua.openid)
-    wait = WebDriverWait(driver, 15)
+    wait = waiting(driver, 15)
     driver.get(f"{base}/sandbox/")
     driver.add_cookie({"name": "sandbox_openid", "value": ahua.openid, "path": "/"})
     driver.get(f"{base}/sandbox/open?url={quote(f'{base}/h5/u/{seller.unit.slug}', safe='')}")

@@ -13,7 +13,7 @@ from datetime import timedelta
 from admin_helpers import PASSWORD, make_staff  # noqa: F401  (fixture)
 from test_admin_stats import page_data, world  # noqa: F401  (fixture)
 from test_browser_admin import FOLDER, LAPTOP
-from test_browser_buy import chromium, shoot
+from test_browser_buy import chromium, shoot, waiting
 
 CHARTS = 5
 
@@ -21,13 +21,12 @@ CHARTS = 5
 def _log_in(driver, base, name):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ready
-    from selenium.webdriver.support.ui import WebDriverWait
 
     driver.get(f"{base}/admin/login")
     driver.find_element(By.NAME, "name").send_keys(name)
     driver.find_element(By.NAME, "password").send_keys(PASSWORD)
     driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    WebDriverWait(driver, 15).until(ready.title_contains("概览"))
+    waiting(driver, 15).until(ready.title_contains("概览"))
 
 
 def _charts_drawn(driver) -> bool:
@@ -41,13 +40,12 @@ def _charts_drawn(driver) -> bool:
 def test_the_statistics_page_in_a_browser(app, settings, make_staff, world):  # noqa: F811
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ready
-    from selenium.webdriver.support.ui import WebDriverWait
 
     base = settings["app"]["base_url"]
     make_staff("yunying", "operator")
     driver = chromium(LAPTOP, 900, phone=False)
     try:
-        wait = WebDriverWait(driver, 20)
+        wait = waiting(driver, 20)
         _log_in(driver, base, "yunying")
         driver.find_element(By.LINK_TEXT, "统计").click()
         wait.until(ready.title_contains("统计"))
@@ -91,7 +89,7 @@ def test_the_statistics_page_in_a_browser(app, settings, make_staff, world):  # 
     try:
         _log_in(phone, base, "yunying")
         phone.get(f"{base}/admin/stats?from={world['first'].isoformat()}&to={world['today'].isoformat()}")
-        WebDriverWait(phone, 20).until(lambda d: _charts_drawn(d))
+        waiting(phone, 20).until(lambda d: _charts_drawn(d))
         assert phone.execute_script("return document.documentElement.scrollWidth") <= 375
         widths = phone.execute_script(
             "return [...document.querySelectorAll('[data-chart] canvas')].map(c => c.getBoundingClientRect().right)")

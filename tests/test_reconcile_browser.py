@@ -8,7 +8,7 @@ from sqlalchemy import select
 from admin_helpers import PASSWORD, make_staff  # noqa: F401  (fixture)
 from models import ReconcileDifference, db
 from sandbox import wechatpay as sandbox_wx
-from test_browser_buy import SHOTS, chromium, shoot
+from test_browser_buy import SHOTS, chromium, shoot, waiting
 from test_reconcile import Shop, one_china_day, reconcile_day, run_today  # noqa: F401  (autouse: one day)
 
 FOLDER = SHOTS / "reconcile"
@@ -31,19 +31,17 @@ def _day_with_differences(app, base, jobs, settings) -> str:
 def _log_in(driver, base: str, name: str) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ready
-    from selenium.webdriver.support.ui import WebDriverWait
 
     driver.get(f"{base}/admin/login")
     driver.find_element(By.NAME, "name").send_keys(name)
     driver.find_element(By.NAME, "password").send_keys(PASSWORD)
     driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    WebDriverWait(driver, 15).until(ready.title_contains("概览"))
+    waiting(driver, 15).until(ready.title_contains("概览"))
 
 
 def test_the_reconcile_pages_on_a_laptop_and_a_phone(app, settings, make_staff, jobs):  # noqa: F811
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ready
-    from selenium.webdriver.support.ui import WebDriverWait
 
     base = settings["app"]["base_url"]
     day = _day_with_differences(app, base, jobs, settings)
@@ -65,7 +63,7 @@ def test_the_reconcile_pages_on_a_laptop_and_a_phone(app, settings, make_staff, 
                 row = driver.find_element(By.ID, f"rc-diff-{d.id}")
                 row.find_element(By.NAME, "note").send_keys("微信支付已确认金额 24.00 元，差额已补")
                 row.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-                WebDriverWait(driver, 15).until(ready.text_to_be_present_in_element((By.ID, f"rc-diff-{d.id}"),
+                waiting(driver, 15).until(ready.text_to_be_present_in_element((By.ID, f"rc-diff-{d.id}"),
                                                                                    "已处理"))
                 assert "已处理" in driver.find_element(By.ID, "flash").text
                 shoot(driver, f"{width}-resolved", width=width, mobile=phone, folder=FOLDER)

@@ -11,7 +11,7 @@ from admin_helpers import PASSWORD, make_staff  # noqa: F401  (fixture)
 from handlers import audit, clock, outbox, rules
 from handlers.clock import CHINA, now
 from test_browser_admin import FOLDER, LAPTOP
-from test_browser_buy import chromium, shoot
+from test_browser_buy import chromium, shoot, waiting
 
 
 def _log_in(driver, base, wait, ready, By):
@@ -25,7 +25,6 @@ def _log_in(driver, base, wait, ready, By):
 def test_the_owner_schedules_and_cancels_a_rate_in_a_browser(app, settings, make_staff):  # noqa: F811
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ready
-    from selenium.webdriver.support.ui import WebDriverWait
 
     base = settings["app"]["base_url"]
     make_staff("laoban", "owner")
@@ -35,7 +34,7 @@ def test_the_owner_schedules_and_cancels_a_rate_in_a_browser(app, settings, make
     tomorrow = (now() + timedelta(days=1)).astimezone(CHINA).replace(hour=10, minute=0)
     driver = chromium(LAPTOP, 900, phone=False)
     try:
-        wait = WebDriverWait(driver, 15)
+        wait = waiting(driver, 15)
         _log_in(driver, base, wait, ready, By)
         driver.find_element(By.CSS_SELECTOR, ".ad-side nav a[href$='/admin/rules']").click()
         wait.until(ready.title_contains("规则设置"))
