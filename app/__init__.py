@@ -1,11 +1,14 @@
 """Composition: build the Flask app from settings, extensions and blueprints."""
 from __future__ import annotations
 
+import functools
 import logging
 from datetime import timedelta
 from pathlib import Path
 
 from flask import Flask
+from flask.globals import request_ctx
+from flask_limiter import Limiter
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import config as config_module
@@ -131,3 +134,24 @@ def _limit_only_limited_views(app: Flask) -> None:
     if manager.default_limits or manager.application_limits or manager._blueprint_limits:
         return
     app.before_request_funcs[None].remove(limiter._check_request_limit)
+    # Its after_request (headers, conditional deductions) and teardown then
+    # have something to do only where a limited view made the request's
+    # limiter context; elsewhere each would make an empty one to look in.
+    after = app.after_request_funcs[None]
+    after[:] = [_only_where_limited(f) if getattr(f, "func", None) is _INJECT_HEADERS else f for f in after]
+    teardown = app.teardown_request_funcs[None]
+    teardown[:] = [_only_where_limited(f) if getattr(f, "__func__", None) is _RELEASE_CONTEXT else f
+                   for f in teardown]
+
+
+_INJECT_HEADERS = getattr(Limiter, "_Limiter__inject_headers")
+_RELEASE_CONTEXT = getattr(Limiter, "_Limiter__release_context")
+
+
+def _only_where_limited(hook):
+    @functools.wraps(hook)
+    def run(value=None):
+        if not hasattr(request_ctx, "_limiter_request_context"):
+            return value  # after_request: the response as it was; teardown: ignored
+        return hook(value)
+    return run

@@ -42,22 +42,23 @@ class RedactSecrets(logging.Filter):
     def __init__(self) -> None:
         super().__init__()
         self.values: set[str] = set()
+        self._longest_first: tuple[str, ...] = ()
 
     def remember(self, values: Iterable[str]) -> None:
         # Short values (an empty Redis URL, a 3-letter token) would mask ordinary words.
         self.values.update(v for v in values if isinstance(v, str) and len(v) >= 8)
+        self._longest_first = tuple(sorted(self.values, key=len, reverse=True))
 
     def redact(self, text: str) -> str:
-        return redact(text, sorted(self.values, key=len, reverse=True))
+        return redact(text, self._longest_first)
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             message = record.getMessage()
         except Exception:  # a broken format string is the handler's to report
             return True
-        clean = self.redact(message)
-        if clean != message:
-            record.msg, record.args = clean, None
+        # The message stays formatted, clean or not: the handler need not format it again.
+        record.msg, record.args = self.redact(message), None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:

@@ -57,18 +57,25 @@ class _Cached:
         self.value, self.read_at = ZERO, float("-inf")
 
 
-def sandbox_on() -> bool:
+def _sandbox_app():
+    """The current app when it runs the sandbox, else None."""
     if not has_app_context():
-        return False
-    settings = current_app.config.get("SETTINGS")
-    return bool(settings and settings["wechat"]["sandbox"])
+        return None
+    app = current_app._get_current_object()  # one context lookup, not one per attribute
+    settings = app.config.get("SETTINGS")
+    return app if settings and settings["wechat"]["sandbox"] else None
+
+
+def sandbox_on() -> bool:
+    return _sandbox_app() is not None
 
 
 def offset() -> timedelta:
     """How far the sandbox clock runs ahead (ZERO outside the sandbox)."""
-    if not sandbox_on():
+    app = _sandbox_app()
+    if app is None:
         return ZERO
-    extensions = current_app.extensions
+    extensions = app.extensions
     cached = extensions.get(_CACHE) or extensions.setdefault(_CACHE, _Cached())
     stamp = time.monotonic()
     if stamp - cached.read_at < CACHE_SECONDS:

@@ -14,6 +14,12 @@ def test_wrong_password_then_limit(app, base, make_staff):
     import requests
     make_staff("boss")
     b = requests.Session()
-    codes = [log_in(b, base, "boss", "wrong password!").status_code for _ in range(6)]
+    answers = [log_in(b, base, "boss", "wrong password!") for _ in range(6)]
+    codes = [res.status_code for res in answers]
     assert codes[:5] == [401] * 5 and codes[5] == 429, codes
     assert log_in(b, base, "boss").status_code == 429
+    # The limited sign-in says how many tries are left; pages without a limit carry no such header.
+    remaining = [res.headers.get("X-RateLimit-Remaining") for res in answers]
+    assert remaining[0] is not None and int(remaining[0]) > int(remaining[4]), remaining
+    assert "Retry-After" in answers[5].headers
+    assert "X-RateLimit-Remaining" not in b.get(f"{base}/admin/login").headers
