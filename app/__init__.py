@@ -15,7 +15,7 @@ from . import config as config_module
 from . import input_guard, pool_ping, redact
 from .cookie_session import CookieSessions
 from .config import Settings
-from .extensions import csrf, db, limiter, queue, redis_store
+from .extensions import csrf, db, install_sqlite_habits, limiter, queue, redis_store
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -78,6 +78,7 @@ def register_migrations(app: Flask) -> None:
 def register_extensions(app: Flask) -> None:
     db.init_app(app)
     with app.app_context():
+        install_sqlite_habits(db.engine)
         pool_ping.install(db.engine)
     redis_store.init_app(app)
     queue.init_app(app)

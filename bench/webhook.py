@@ -662,7 +662,7 @@ def main(argv: list[str]) -> int:
 
                 def on_start():
                     subprocess.Popen([spy, "record", "--pid", str(pids[0]), "--duration",
-                                      str(int(args.max_duration)), "--format", "raw", "--nonblocking", "--gil",
+                                      str(int(args.max_duration)), "--format", "raw", "--nonblocking", "--gil", "--rate", "400",
                                       "--output", str(profile_file)], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
             else:
