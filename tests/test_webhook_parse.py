@@ -60,3 +60,45 @@ def test_a_text_field_with_attributes_is_refused():
     with pytest.raises(Refused) as refused:
         parse_xml_fields(body)
     assert refused.value.status == 400
+
+
+def _crypto_pair():
+    from wechatpy.crypto import WeChatCrypto
+
+    from wxbot.security import SafeModeCrypto
+
+    token, key, appid = "tok3n", "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG", "wx0123456789abcdef"
+    return SafeModeCrypto(token, key, appid), WeChatCrypto(token, key, appid)
+
+
+def _open(stock, encrypted: str, nonce: str) -> str:
+    fields = parse_xml_fields(encrypted.encode())
+    return stock.decrypt_message(encrypted, fields["MsgSignature"], fields["TimeStamp"], nonce)
+
+
+def test_replies_encrypted_with_one_cipher_open_with_wechatpys_and_never_repeat():
+    ours, stock = _crypto_pair()
+    reply = "<xml><Content><![CDATA[欢迎关注]]></Content></xml>"
+    first, second = ours.encrypt_message(reply, "n1", "1700000000"), ours.encrypt_message(reply, "n1", "1700000000")
+    assert _open(stock, first, "n1") == reply == _open(stock, second, "n1")
+    assert parse_xml_fields(first.encode())["Encrypt"] != parse_xml_fields(second.encode())["Encrypt"]
+    # and what wechatpy encrypts, ours decrypts
+    pushed = stock.encrypt_message(reply, "n2", "1700000001")
+    fields = parse_xml_fields(pushed.encode())
+    assert ours.decrypt_message(pushed, fields["MsgSignature"], "1700000001", "n2") == reply
+
+
+def test_one_cipher_serves_threads_at_once():
+    from concurrent.futures import ThreadPoolExecutor
+
+    ours, stock = _crypto_pair()
+
+    def round_trip(i: int) -> bool:
+        text = f"<xml><Content><![CDATA[消息 {i} {'x' * (i % 50)}]]></Content></xml>"
+        sealed = ours.encrypt_message(text, f"n{i}", "1700000000")
+        fields = parse_xml_fields(sealed.encode())
+        return (_open(stock, sealed, f"n{i}") == text
+                and ours.decrypt_message(sealed, fields["MsgSignature"], "1700000000", f"n{i}") == text)
+
+    with ThreadPoolExecutor(8) as pool:
+        assert all(pool.map(round_trip, range(400)))

@@ -15,7 +15,6 @@ import secrets
 from flask import Blueprint, Response, current_app, request
 from redis.commands.core import Script
 from redis.exceptions import RedisError
-from wechatpy.crypto import WeChatCrypto
 from wechatpy.replies import BaseReply, EmptyReply, create_reply
 
 from app.extensions import limiter, redis_store
@@ -23,7 +22,8 @@ from handlers import outbox, pushes, users
 from handlers.errors import DomainError
 
 from .dispatch import dispatch
-from .security import QUERY_PREFIX, Refused, check_signature, decrypt, message_from, parse_xml_fields, query_key
+from .security import (QUERY_PREFIX, Refused, SafeModeCrypto, check_signature, decrypt, message_from,
+                       parse_xml_fields, query_key)
 
 log = logging.getLogger(__name__)
 bp = Blueprint("wxbot", __name__)
@@ -49,14 +49,14 @@ def _settings():
     return current_app.config["SETTINGS"]["wechat"]
 
 
-def _crypto() -> WeChatCrypto | None:
+def _crypto() -> SafeModeCrypto | None:
     wechat = _settings()
     if not wechat["encoding_aes_key"]:
         return None
     ours = (wechat["token"], wechat["encoding_aes_key"], wechat["appid"])
     cached = current_app.extensions.get(_CRYPTO)
     if cached is None or cached[0] != ours:  # made once per process, again if the settings change
-        cached = current_app.extensions[_CRYPTO] = (ours, WeChatCrypto(*ours))
+        cached = current_app.extensions[_CRYPTO] = (ours, SafeModeCrypto(*ours))
     return cached[1]
 
 
