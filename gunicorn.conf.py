@@ -5,8 +5,8 @@ The access log leaves query strings out: WeChat signs each push in the query
 replayable, nor OAuth codes and states readable there.
 
 A line is rendered by `AccessLog`, which builds only what such a format can
-name; and records carry no caller, thread or process (none of our formats
-shows them; the logging HOWTO's "Optimization" lists these switches).
+name; and records carry no caller's file and line (the logging HOWTO's
+"Optimization" lists the switch).
 """
 import logging
 import os
@@ -58,8 +58,9 @@ logger_class = AccessLog
 
 
 def post_fork(server, worker):
-    logging._srcfile = None  # no stack walk per record for a caller's file and line
-    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    # No stack walk per record for a caller's file and line (no format of
+    # ours or gunicorn's shows them; gunicorn's does show the process id).
+    logging._srcfile = None
     _limit_malloc_arenas(server)
 
 

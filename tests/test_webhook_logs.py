@@ -79,3 +79,36 @@ def test_the_lean_logger_writes_what_gunicorns_would(repo_root, tmp_path, access
     stock = access_line(repo_root, tmp_path, logger_class=Logger, **override)
     assert ours == stock and ours.strip()
     assert "203.0.113.9" in ours
+
+
+def test_a_forked_workers_own_log_lines_still_format(repo_root, tmp_path):
+    """post_fork changes how records are made in a worker: gunicorn's error
+    log (which shows the process id) and ours must still write every line."""
+    import subprocess
+    import sys
+
+    script = f"""
+import logging, runpy, types
+from gunicorn.config import Config
+conf = runpy.run_path({str(repo_root / "gunicorn.conf.py")!r})
+cfg = Config()
+for name, value in conf.items():
+    if name in cfg.settings:
+        cfg.set(name, value)
+cfg.set("errorlog", {str(tmp_path / "error.log")!r})
+logger = cfg.logger_class(cfg)
+conf["post_fork"](types.SimpleNamespace(log=logger), None)
+logger.info("Worker exiting (pid: %s)", 4242)
+try:
+    1 / 0
+except ZeroDivisionError:
+    logger.exception("Error handling request /wx")
+logging.basicConfig(filename={str(tmp_path / "app.log")!r}, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+logging.getLogger("handlers.referrals").warning("new user %s attributed", 7)
+"""
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0 and "Logging error" not in run.stderr, run.stderr
+    error_log = (tmp_path / "error.log").read_text()
+    assert "Worker exiting (pid: 4242)" in error_log and "ZeroDivisionError" in error_log
+    assert "[INFO]" in error_log and "] [" in error_log  # gunicorn's "[pid] [level]"
+    assert "handlers.referrals: new user 7 attributed" in (tmp_path / "app.log").read_text()
