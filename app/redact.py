@@ -53,6 +53,8 @@ class RedactSecrets(logging.Filter):
         return redact(text, self._longest_first)
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "_redacted", False):  # met at its logger, now at a handler
+            return True
         try:
             message = record.getMessage()
         except Exception:  # a broken format string is the handler's to report
@@ -65,6 +67,7 @@ class RedactSecrets(logging.Filter):
             record.exc_text = self.redact(record.exc_text)
         if record.stack_info:
             record.stack_info = self.redact(record.stack_info)
+        record._redacted = True
         return True
 
 
