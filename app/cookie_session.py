@@ -13,6 +13,21 @@ from itsdangerous import URLSafeTimedSerializer
 
 
 class CookieSessions(SecureCookieSessionInterface):
+    """A request without a cookie (WeChat's pushes, the gateways'
+    notifications) opens an empty session without parsing cookies, and one
+    that neither read nor changed its session saves nothing, without first
+    reading the seven cookie settings Flask reads before it finds that out."""
+
+    def open_session(self, app: Flask, request):
+        if "HTTP_COOKIE" not in request.environ and app.secret_key:
+            return self.session_class()
+        return super().open_session(app, request)
+
+    def save_session(self, app: Flask, session, response) -> None:
+        if not (session or session.modified or session.accessed):
+            return
+        super().save_session(app, session, response)
+
     def __init__(self) -> None:
         self._signer: tuple[tuple, URLSafeTimedSerializer | None] | None = None
 
