@@ -30,13 +30,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from webhook import ACCOUNT, APPID, flush_redis, subprocess_env, worker_pids  # noqa: E402
+from webhook import ACCOUNT, APPID, flush_redis, subprocess_env, worker_pids, write_config  # noqa: E402
 
 from sandbox.push import WeChatServer  # noqa: E402
 
@@ -97,23 +98,9 @@ def main() -> int:
     token = secrets.token_hex(8)
     aes_key = "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(43))
     config = Path(tempfile.mkstemp(suffix=".toml")[1])
-    config.write_text(f"""[app]
-secret_key = "{secrets.token_hex(16)}"
-base_url = "http://127.0.0.1:{args.port}"
-database_url = "{args.database_url}"
-redis_url = "{args.redis_url}"
-log_level = "{args.log_level}"
-
-[wechat]
-appid = "{APPID}"
-secret = "{secrets.token_hex(16)}"
-token = "{token}"
-encoding_aes_key = "{aes_key}"
-sandbox = true
-
-[distribution]
-review = "manual"
-""")
+    write_config(config, SimpleNamespace(product_port=args.port, database_url=args.database_url,
+                                         redis_url=args.redis_url, log_level=args.log_level, mode="safe"),
+                 token, aes_key)
     server = WeChatServer(webhook_url="", token=token, appid=APPID, encoding_aes_key=aes_key, account=ACCOUNT)
     qr = scenes(args.database_url)
     run = secrets.token_hex(3)
