@@ -145,8 +145,10 @@ def _limit_only_limited_views(app: Flask) -> None:
                    for f in teardown]
 
 
-_INJECT_HEADERS = getattr(Limiter, "_Limiter__inject_headers")
-_RELEASE_CONTEXT = getattr(Limiter, "_Limiter__release_context")
+# Private to Flask-Limiter (pinned): under another version they may be
+# missing, and its hooks then simply run as they come.
+_INJECT_HEADERS = getattr(Limiter, "_Limiter__inject_headers", object())
+_RELEASE_CONTEXT = getattr(Limiter, "_Limiter__release_context", object())
 
 
 def _only_where_limited(hook):
