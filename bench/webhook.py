@@ -112,6 +112,11 @@ def flush_redis(url: str, force: bool) -> None:
     conn.close()
 
 
+def new_account() -> tuple[str, str]:
+    """A token and an EncodingAESKey (43 characters of base64) for one run's account."""
+    return secrets.token_hex(8), base64.b64encode(secrets.token_bytes(32)).decode()[:43]
+
+
 def write_config(path: Path, args, token: str, aes_key: str) -> None:
     path.write_text(f"""# written by bench/webhook.py; removed at the end of the run
 [app]
@@ -608,8 +613,7 @@ def main(argv: list[str]) -> int:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     tmp = Path(tempfile.mkdtemp(prefix="fx-bench-"))
     config_path = tmp / "config.toml"
-    token = secrets.token_hex(8)
-    aes_key = base64.b64encode(secrets.token_bytes(32)).decode()[:43]
+    token, aes_key = new_account()
     write_config(config_path, args, token, aes_key)
     env = subprocess_env(config_path)
     logs = {"product": RESULTS / f"product-{stamp}.log", "bare": RESULTS / f"bare-{stamp}.log"}
@@ -662,7 +666,8 @@ def main(argv: list[str]) -> int:
 
                 def on_start():
                     subprocess.Popen([spy, "record", "--pid", str(pids[0]), "--duration",
-                                      str(int(args.max_duration)), "--format", "raw", "--nonblocking", "--gil", "--rate", "400",
+                                      str(int(args.max_duration)), "--format", "raw", "--nonblocking", "--gil",
+                                      "--rate", "400",
                                       "--output", str(profile_file)], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
             else:

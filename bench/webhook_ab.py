@@ -35,7 +35,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from webhook import ACCOUNT, APPID, flush_redis, subprocess_env, wait_http, worker_pids, write_config  # noqa: E402
+from webhook import (ACCOUNT, APPID, flush_redis, new_account, subprocess_env, wait_http,  # noqa: E402
+                     worker_pids, write_config)
 from webhook_instructions import scenes  # noqa: E402
 
 from sandbox.push import WeChatServer  # noqa: E402
@@ -99,8 +100,7 @@ def main() -> int:
     args = ap.parse_args()
 
     flush_redis(args.redis_url, force=False)
-    token = secrets.token_hex(8)
-    aes_key = "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(43))
+    token, aes_key = new_account()
     config = Path(tempfile.mkstemp(suffix=".toml")[1])
     write_config(config, SimpleNamespace(product_port=args.ports[0], database_url=args.database_url,
                                          redis_url=args.redis_url, log_level="INFO", mode="safe"), token, aes_key)

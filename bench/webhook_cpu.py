@@ -31,13 +31,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from webhook import APPID, ACCOUNT, flush_redis, recreate_database  # noqa: E402
+from webhook import APPID, ACCOUNT, flush_redis, new_account, recreate_database, write_config  # noqa: E402
 
 from sandbox.push import WeChatServer  # noqa: E402
 
@@ -140,26 +141,10 @@ def main() -> int:
     if not args.reuse:
         recreate_database(args.database_url, force=False)
     flush_redis(args.redis_url, force=False)
-    token, aes_key = secrets.token_hex(8), secrets.token_urlsafe(32)[:43]
-    aes_key = (aes_key + "A" * 43)[:43].replace("-", "a").replace("_", "b")
+    token, aes_key = new_account()
     config = Path(tempfile.mkstemp(suffix=".toml")[1])
-    config.write_text(f"""[app]
-secret_key = "{secrets.token_hex(16)}"
-base_url = "http://127.0.0.1:8199"
-database_url = "{args.database_url}"
-redis_url = "{args.redis_url}"
-log_level = "WARNING"
-
-[wechat]
-appid = "{APPID}"
-secret = "{secrets.token_hex(16)}"
-token = "{token}"
-encoding_aes_key = "{aes_key if args.mode == 'safe' else ''}"
-sandbox = true
-
-[distribution]
-review = "manual"
-""")
+    write_config(config, SimpleNamespace(product_port=8199, database_url=args.database_url, redis_url=args.redis_url,
+                                         log_level="WARNING", mode=args.mode), token, aes_key)
     os.environ["FENXIAO_CONFIG"] = str(config)
     from flask_migrate import upgrade
 

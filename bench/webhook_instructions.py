@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from webhook import ACCOUNT, APPID, flush_redis, subprocess_env, worker_pids, write_config  # noqa: E402
+from webhook import ACCOUNT, APPID, flush_redis, new_account, subprocess_env, worker_pids, write_config  # noqa: E402
 
 from sandbox.push import WeChatServer  # noqa: E402
 
@@ -95,8 +95,7 @@ def main() -> int:
     args = ap.parse_args()
 
     flush_redis(args.redis_url, force=False)
-    token = secrets.token_hex(8)
-    aes_key = "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(43))
+    token, aes_key = new_account()
     config = Path(tempfile.mkstemp(suffix=".toml")[1])
     write_config(config, SimpleNamespace(product_port=args.port, database_url=args.database_url,
                                          redis_url=args.redis_url, log_level=args.log_level, mode="safe"),
@@ -110,8 +109,8 @@ def main() -> int:
     hooks.write_text(HOOKS)
     cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out_dir}/cg.%p",
            "--zero-before=getpgid", "--dump-before=getsid",
-           str(Path(sys.executable).parent / "gunicorn"), "-c", str(hooks), "-w", "1", "-k", "gthread", "--threads", "4",
-           "-b", f"127.0.0.1:{args.port}", "--timeout", "600", APPS[args.app]]
+           str(Path(sys.executable).parent / "gunicorn"), "-c", str(hooks),
+           "-w", "1", "-k", "gthread", "--threads", "4", "-b", f"127.0.0.1:{args.port}", "--timeout", "600", APPS[args.app]]
     log = open(out_dir / "server.log", "wb")
     master = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:

@@ -190,12 +190,12 @@ def _claim(conn, signed_query: str, message: bytes, window: int, key: str) -> tu
 
 
 def _forget(conn, key: str) -> None:
-    """Let WeChat's retry try again: the lease goes (when Redis answers)."""
+    """Let WeChat's retry try again: the push's lease, or a signed query
+    Redis learnt wrongly, goes (when Redis answers; else it expires)."""
     try:
         conn.delete(key)
     except RedisError as exc:
-        log.warning("push %s: lease not released (%s); it runs out in %s s", key, type(exc).__name__,
-                    PENDING_LEASE)
+        log.warning("%s not deleted (%s); it expires by itself", key, type(exc).__name__)
 
 
 def _handle_once(msg, fields: dict[str, str], signed_query: str, message: bytes, window: int) -> str:
