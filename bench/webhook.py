@@ -51,6 +51,7 @@ APPID = "wxbench00000000a1"
 ACCOUNT = "gh_fxbench00001"
 RESULTS = ROOT / "bench" / "results"
 BIN = Path(sys.executable).parent
+PRODUCT_CPU_MS, POSTGRES_CPU_MS = 1.5, 0.6  # per subscribe-with-scene event, at saturation (issue 13)
 
 
 # ---------------------------------------------------------------- helpers
@@ -686,8 +687,14 @@ def main(argv: list[str]) -> int:
         jobs = rq_counts(args.redis_url)
         bare_max = next((p for p in phases if p["endpoint"] == "bare" and p["mode"] == "closed"), None)
         ratio = product_max["events_per_s"] / bare_max["events_per_s"] if bare_max else None
+        cpu = product_max.get("cpu_ms_per_event", {})
+        # Issue 13's targets, at saturation: the product's own CPU and
+        # PostgreSQL's per event. They replaced issue 4's "60 % of bare", which
+        # no product that stores the event can reach on 2 shared cores; the
+        # ratio is still reported.
         targets = {
-            "throughput_ratio_ge_0.60": None if ratio is None else ratio >= 0.60,
+            "product_cpu_le_1.5ms": cpu.get("gunicorn product", 0) <= PRODUCT_CPU_MS,
+            "postgres_cpu_le_0.6ms": cpu.get("postgres", 0) <= POSTGRES_CPU_MS,
             "p99_at_half_rate_lt_50ms": half["p99_ms"] is not None and half["p99_ms"] < 50
             and half["error_count"] == 0,
             "attribution_exact": attribution["pass"],
@@ -742,9 +749,15 @@ def print_report(r: dict, out_file: Path) -> None:
     print()
     t = r["targets"]
     verdict = lambda ok: "n/a" if ok is None else ("PASS" if ok else "FAIL")  # noqa: E731
+    product_max = next(p for p in r["phases"] if p["endpoint"] == "product" and p["mode"] == "closed")
+    cpu = product_max.get("cpu_ms_per_event", {})
+    print(f"product CPU per event at saturation: {cpu.get('gunicorn product', 0):.2f} ms  "
+          f"(target ≤ {PRODUCT_CPU_MS} ms)   {verdict(t['product_cpu_le_1.5ms'])}")
+    print(f"PostgreSQL CPU per event at saturation: {cpu.get('postgres', 0):.2f} ms  "
+          f"(target ≤ {POSTGRES_CPU_MS} ms)   {verdict(t['postgres_cpu_le_0.6ms'])}")
     if r["ratio"] is not None:
-        print(f"throughput product/bare: {r['ratio'] * 100:.0f} %  (target ≥ 60 %)   "
-              f"{verdict(t['throughput_ratio_ge_0.60'])}")
+        print(f"throughput product/bare: {r['ratio'] * 100:.0f} %  (no target: about 30 % expected on 2 cores, "
+              f"which PostgreSQL, Redis and the load generator share)")
     half = next(p for p in r["phases"] if p["endpoint"] == "product" and p["mode"] == "open")
     print(f"product p99 at {half['target_rate']:.0f}/s (half max): {half['p99_ms']:.1f} ms  (target < 50 ms)   "
           f"{verdict(t['p99_at_half_rate_lt_50ms'])}")
