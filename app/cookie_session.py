@@ -1,9 +1,12 @@
-"""Flask's signed-cookie session, with its signer made once per set of keys.
+"""Flask's signed-cookie session, without the work most requests do not need.
 
 Flask builds an itsdangerous serializer for every request that opens the
 session, which is every request (WeChat's pushes and the payment
 notifications too, which carry no cookie). The signer depends only on the
-secret key and its fallbacks, so it is kept until they change.
+secret key and its fallbacks, so it is kept until they change. A request
+without a cookie opens an empty session without parsing cookies, and one
+that neither read nor changed its session saves nothing, without first
+reading the seven cookie settings Flask reads before it finds that out.
 """
 from __future__ import annotations
 
@@ -13,10 +16,8 @@ from itsdangerous import URLSafeTimedSerializer
 
 
 class CookieSessions(SecureCookieSessionInterface):
-    """A request without a cookie (WeChat's pushes, the gateways'
-    notifications) opens an empty session without parsing cookies, and one
-    that neither read nor changed its session saves nothing, without first
-    reading the seven cookie settings Flask reads before it finds that out."""
+    def __init__(self) -> None:
+        self._signer: tuple[tuple, URLSafeTimedSerializer | None] | None = None
 
     def open_session(self, app: Flask, request):
         if "HTTP_COOKIE" not in request.environ and app.secret_key:
@@ -25,11 +26,8 @@ class CookieSessions(SecureCookieSessionInterface):
 
     def save_session(self, app: Flask, session, response) -> None:
         if not (session or session.modified or session.accessed):
-            return
+            return  # Flask's own would end here too, after reading its settings
         super().save_session(app, session, response)
-
-    def __init__(self) -> None:
-        self._signer: tuple[tuple, URLSafeTimedSerializer | None] | None = None
 
     def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
         keys = (app.secret_key, tuple(app.config["SECRET_KEY_FALLBACKS"] or ()))

@@ -47,7 +47,7 @@ from urllib.parse import urlencode
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.webhook import APPID, ACCOUNT, BIN, RESULTS, log, port_free, wait_http  # noqa: E402
+from bench.webhook import APPID, ACCOUNT, BIN, RESULTS, log, new_account, port_free, wait_http  # noqa: E402
 from sandbox.push import WeChatServer  # noqa: E402
 
 PG_VERSION = "15"
@@ -286,7 +286,7 @@ def main(argv: list[str]) -> int:
     args = p.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="fenxiao-faults-"))
-    token, aes_key = secrets.token_hex(8), secrets.token_urlsafe(32)[:43].replace("-", "A").replace("_", "B")
+    token, aes_key = new_account()
     config = work / "config.toml"
     write_config(config, args, token, aes_key)
     env = {k: v for k, v in os.environ.items() if not k.startswith("FENXIAO_")}

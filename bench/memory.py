@@ -38,7 +38,6 @@ import multiprocessing as mp
 import os
 import random
 import re
-import secrets
 import signal
 import subprocess
 import sys
@@ -57,8 +56,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from benchdb import recreate_database  # noqa: E402  (refuses a name without "bench")
-from webhook import (APPID, BIN, RESULTS, flush_redis, port_free, stop, subprocess_env, wait_http,  # noqa: E402
-                     worker_pids, write_config)
+from webhook import (APPID, BIN, RESULTS, flush_redis, new_account, port_free, stop, subprocess_env,  # noqa: E402
+                     wait_http, worker_pids, write_config)
 
 ACCOUNT = "gh_fxmembench001"
 WORKER_TARGET_MB = 150.0
@@ -117,8 +116,8 @@ def summarise(series: list[tuple[float, float]]) -> dict:
 def prepare(args, port: int, tmp: Path) -> tuple[Path, dict[str, str], dict]:
     """Config TOML (as bench/webhook.py writes it, plus the template ids),
     the database made again by the migrations, Redis flushed."""
-    wechat = {"token": secrets.token_hex(8),
-              "aes_key": secrets.token_urlsafe(32)[:43].replace("-", "a").replace("_", "b")}
+    token, aes_key = new_account()
+    wechat = {"token": token, "aes_key": aes_key}
     config = tmp / "config.toml"
     write_config(config, SimpleNamespace(product_port=port, database_url=args.database_url,
                                          redis_url=args.redis_url, log_level=args.log_level, mode="safe"),

@@ -39,6 +39,7 @@ import traceback
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -140,6 +141,24 @@ review = "manual"
 [queue]
 name = "fenxiao"
 """)
+
+
+def bench_account(port: int, database_url: str, redis_url: str, log_level: str = "INFO",
+                  mode: str = "safe") -> tuple[Path, WeChatServer]:
+    """A new account for a bench that drives a product of its own: its config
+    TOML in a temporary file (the caller removes it), and the WeChat side
+    that signs and encrypts its pushes."""
+    token, aes_key = new_account()
+    config = Path(tempfile.mkstemp(suffix=".toml")[1])
+    write_config(config, SimpleNamespace(product_port=port, database_url=database_url, redis_url=redis_url,
+                                         log_level=log_level, mode=mode), token, aes_key)
+    return config, WeChatServer(webhook_url="", token=token, appid=APPID, encoding_aes_key=aes_key, account=ACCOUNT)
+
+
+def signed_follow(server: WeChatServer, openid: str, scene: str, safe: bool = True) -> tuple[str, bytes]:
+    """A follow through a QR code as WeChat posts it: the path with its signed query, and the body."""
+    params, body = server.signed_request(server.subscribe(openid, scene), safe=safe)
+    return "/wx?" + urlencode(params), body
 
 
 def seed(n: int) -> None:

@@ -28,15 +28,12 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from types import SimpleNamespace
-from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from webhook import (ACCOUNT, APPID, flush_redis, new_account, subprocess_env, wait_http,  # noqa: E402
-                     worker_pids, write_config)
+from webhook import bench_account, flush_redis, signed_follow, subprocess_env, wait_http, worker_pids  # noqa: E402
 from webhook_instructions import scenes  # noqa: E402
 
 from sandbox.push import WeChatServer  # noqa: E402
@@ -58,9 +55,7 @@ class Pushes:
         with self.lock:
             self.count += 1
             i = self.count
-        fields = self.server.subscribe(f"oAB{self.run}{i:07d}{secrets.token_hex(3)}", self.qr[i % len(self.qr)])
-        params, body = self.server.signed_request(fields, safe=True)
-        return "/wx?" + urlencode(params), body
+        return signed_follow(self.server, f"oAB{self.run}{i:07d}{secrets.token_hex(3)}", self.qr[i % len(self.qr)])
 
 
 def closed_loop(port: int, pushes: Pushes, seconds: float, connections: int) -> int:
@@ -100,10 +95,7 @@ def main() -> int:
     args = ap.parse_args()
 
     flush_redis(args.redis_url, force=False)
-    token, aes_key = new_account()
-    config = Path(tempfile.mkstemp(suffix=".toml")[1])
-    write_config(config, SimpleNamespace(product_port=args.ports[0], database_url=args.database_url,
-                                         redis_url=args.redis_url, log_level="INFO", mode="safe"), token, aes_key)
+    config, wechat = bench_account(args.ports[0], args.database_url, args.redis_url)
     env = subprocess_env(config)
     servers: dict[str, tuple[subprocess.Popen, int]] = {}
     try:
@@ -115,8 +107,7 @@ def main() -> int:
                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
             servers[name] = (proc, port)
             wait_http(port, "/healthz", 60, proc)
-        pushes = Pushes(WeChatServer(webhook_url="", token=token, appid=APPID, encoding_aes_key=aes_key,
-                                     account=ACCOUNT), scenes(args.database_url))
+        pushes = Pushes(wechat, scenes(args.database_url))
         for _, port in servers.values():
             closed_loop(port, pushes, 3, args.connections)  # warm-up
         per_push: dict[str, list[float]] = {"old": [], "new": []}

@@ -28,19 +28,14 @@ import os
 import pstats
 import secrets
 import sys
-import tempfile
 import time
 from pathlib import Path
-from types import SimpleNamespace
-from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from webhook import APPID, ACCOUNT, flush_redis, new_account, recreate_database, write_config  # noqa: E402
-
-from sandbox.push import WeChatServer  # noqa: E402
+from webhook import bench_account, flush_redis, recreate_database, signed_follow  # noqa: E402
 
 
 def pg_backend_cpu(database: str) -> float:
@@ -141,10 +136,7 @@ def main() -> int:
     if not args.reuse:
         recreate_database(args.database_url, force=False)
     flush_redis(args.redis_url, force=False)
-    token, aes_key = new_account()
-    config = Path(tempfile.mkstemp(suffix=".toml")[1])
-    write_config(config, SimpleNamespace(product_port=8199, database_url=args.database_url, redis_url=args.redis_url,
-                                         log_level="WARNING", mode=args.mode), token, aes_key)
+    config, server = bench_account(8199, args.database_url, args.redis_url, "WARNING", args.mode)
     os.environ["FENXIAO_CONFIG"] = str(config)
     from flask_migrate import upgrade
 
@@ -167,12 +159,9 @@ def main() -> int:
                 outbox.commit()
             db.session.remove()
 
-        server = WeChatServer(webhook_url="", token=token, appid=APPID, encoding_aes_key=aes_key, account=ACCOUNT)
-        pushes, run = [], secrets.token_hex(3)  # this run's followers, apart from a reused database's
-        for i in range(args.events + 200):
-            fields = server.subscribe(f"oCPU{run}{i:07d}{secrets.token_hex(4)}", scenes[i % len(scenes)])
-            params, body = server.signed_request(fields, safe=args.mode == "safe")
-            pushes.append(("/wx?" + urlencode(params), body))
+        run = secrets.token_hex(3)  # this run's followers, apart from a reused database's
+        pushes = [signed_follow(server, f"oCPU{run}{i:07d}{secrets.token_hex(4)}", scenes[i % len(scenes)],
+                                safe=args.mode == "safe") for i in range(args.events + 200)]
         client = app.test_client()
         post_all(client, pushes[:100])  # warm-up: imports, caches, connections
         statements = count_statements(app, pushes[100:150]) / 50

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import os
 import re
 import secrets
 import subprocess
@@ -30,16 +29,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from types import SimpleNamespace
-from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from webhook import ACCOUNT, APPID, flush_redis, new_account, subprocess_env, worker_pids, write_config  # noqa: E402
-
-from sandbox.push import WeChatServer  # noqa: E402
+from webhook import bench_account, flush_redis, signed_follow, subprocess_env, worker_pids  # noqa: E402
 
 APPS = {"product": "wsgi:app", "bare": "bench.bare_app:app"}
 
@@ -95,12 +90,7 @@ def main() -> int:
     args = ap.parse_args()
 
     flush_redis(args.redis_url, force=False)
-    token, aes_key = new_account()
-    config = Path(tempfile.mkstemp(suffix=".toml")[1])
-    write_config(config, SimpleNamespace(product_port=args.port, database_url=args.database_url,
-                                         redis_url=args.redis_url, log_level=args.log_level, mode="safe"),
-                 token, aes_key)
-    server = WeChatServer(webhook_url="", token=token, appid=APPID, encoding_aes_key=aes_key, account=ACCOUNT)
+    config, server = bench_account(args.port, args.database_url, args.redis_url, args.log_level)
     qr = scenes(args.database_url)
     run = secrets.token_hex(3)
     out_dir = Path(tempfile.mkdtemp(prefix="callgrind-"))
@@ -127,9 +117,8 @@ def main() -> int:
                 time.sleep(1)
 
         def push(i: int) -> None:
-            fields = server.subscribe(f"oINS{run}{i:06d}{secrets.token_hex(4)}", qr[i % len(qr)])
-            params, body = server.signed_request(fields, safe=True)
-            conn.request("POST", "/wx?" + urlencode(params), body=body, headers={"Content-Type": "text/xml"})
+            url, body = signed_follow(server, f"oINS{run}{i:06d}{secrets.token_hex(4)}", qr[i % len(qr)])
+            conn.request("POST", url, body=body, headers={"Content-Type": "text/xml"})
             res = conn.getresponse()
             data = res.read()
             if res.status != 200 or b"xml" not in data:
